@@ -1,0 +1,37 @@
+import type { Progress } from '../steps-table.js';
+
+/** 1234567 → `1,234,567`. */
+export function formatCount(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** Milliseconds → `850ms`, `12.3s`, `4m05s`, `1h02m`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** Bytes → `512 B`, `1.5 MiB`, `3.2 GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** `copy: 1,200,000 / 2,000,000 events (60%), 85,000 events/s, ETA 9.4s` */
+export function formatProgress(p: Progress): string {
+  const total = p.total !== null ? ` / ${formatCount(p.total)}` : '';
+  const pct = p.total ? ` (${Math.min(100, Math.floor((p.done / p.total) * 100))}%)` : '';
+  const rate = p.rate !== null ? `, ${formatCount(p.rate)} ${p.unit}/s` : '';
+  const eta = p.etaSeconds !== null && p.done !== p.total ? `, ETA ${formatDuration(p.etaSeconds * 1000)}` : '';
+  return `${p.phase}: ${formatCount(p.done)}${total} ${p.unit}${pct}${rate}${eta}`;
+}

@@ -1,0 +1,82 @@
+import type { MigrateResult } from '../migrate.js';
+import type { PlanResult } from '../plan.js';
+import type { StatusResult } from '../status.js';
+import type { ErrorReport } from '../errors.js';
+import { describeHolder } from '../db/lock.js';
+import { formatCount, formatDuration, formatProgress } from './format.js';
+
+/** Human text of a migrate result. */
+export function renderMigrate(r: MigrateResult): string {
+  if (r.steps.length === 0) return 'no steps to run';
+  if (r.upToDate) return `database is up to date: all ${r.steps.length} steps already succeeded`;
+  const lines = r.steps.map((s) => {
+    const took = s.durationMs !== undefined ? ` in ${formatDuration(s.durationMs)}` : '';
+    const what = s.status === 'succeeded' ? s.summary?.message ?? '' : s.status === 'skipped' ? 'already done' : s.error?.message ?? '';
+    return `${s.status.padEnd(11)} ${s.id}${took}${what ? `: ${what}` : ''}`;
+  });
+  const failed = r.steps.find((s) => s.status === 'failed' || s.status === 'interrupted');
+  if (failed?.error) lines.push('', ...renderError(failed.error, failed.id));
+  if (failed?.status === 'interrupted') lines.push('', 'a rerun of `zsetup migrate` resumes where this one stopped');
+  return lines.join('\n');
+}
+
+/** Human text of a dry-run. */
+export function renderPlan(r: PlanResult): string {
+  if (r.steps.length === 0) return 'no steps';
+  const out: string[] = ['dry-run: nothing was written', ''];
+  for (const s of r.steps) {
+    if (s.state === 'succeeded') {
+      out.push(`${s.id}: already done`);
+      continue;
+    }
+    if (s.error) {
+      out.push(`${s.id}: cannot plan`, ...renderError(s.error, s.id).map((l) => '  ' + l));
+      continue;
+    }
+    const p = s.plan!;
+    const resume = s.state !== 'pending' ? ` (recorded: ${s.state}; would resume)` : '';
+    out.push(`${s.id}: ${p.action}${resume}`);
+    for (const [k, v] of Object.entries(p.details)) out.push(`  ${k}: ${renderValue(v)}`);
+    if (p.estimatedSeconds !== undefined) out.push(`  estimated time: ${formatDuration(p.estimatedSeconds * 1000)}`);
+    for (const n of p.notes ?? []) out.push(`  note: ${n}`);
+  }
+  return out.join('\n');
+}
+
+/** Human text of `status`. */
+export function renderStatus(r: StatusResult): string {
+  const out: string[] = [];
+  out.push(r.runner ? `a runner is active: ${describeHolder(r.runner)}` : 'no runner is active');
+  if (r.steps.length === 0) out.push('no steps known');
+  for (const s of r.steps) {
+    const row = s.row;
+    const bits = [`${s.id.padEnd(28)} ${s.status.padEnd(11)}${s.live ? ' (live)' : ''}`];
+    if (row?.attempts) bits.push(`attempts ${row.attempts}`);
+    if (row?.started_at) bits.push(`started ${new Date(row.started_at).toISOString()}`);
+    if (row?.duration_ms !== null && row?.duration_ms !== undefined) bits.push(`took ${formatDuration(row.duration_ms)}`);
+    if (s.live && row?.heartbeat_at) bits.push(`heartbeat ${formatDuration(Date.now() - new Date(row.heartbeat_at).getTime())} ago`);
+    out.push(bits.join(', '));
+    if (row?.progress && s.status !== 'succeeded') out.push(`    ${formatProgress(row.progress)}`);
+    const summary = row?.summary as { message?: string } | null | undefined;
+    if (s.status === 'succeeded' && summary?.message) out.push(`    ${summary.message}`);
+    if (row?.last_error && s.status !== 'succeeded') out.push(...renderError(row.last_error).map((l) => '    ' + l));
+    if (s.status === 'interrupted' && !row?.last_error) out.push('    its runner died; the next `zsetup migrate` resumes it');
+  }
+  return out.join('\n');
+}
+
+/** Step, SQLSTATE, message, detail, hint: what an operator needs from a database error. */
+export function renderError(e: ErrorReport, stepId?: string): string[] {
+  const lines = [`error${stepId ? ` in step ${stepId}` : ''}${e.sqlstate ? ` [SQLSTATE ${e.sqlstate}]` : ''}: ${e.message}`];
+  if (e.detail) lines.push(`detail: ${e.detail}`);
+  if (e.hint) lines.push(`hint: ${e.hint}`);
+  if (e.where) lines.push(`where: ${e.where}`);
+  if (e.position) lines.push(`position: ${e.position}`);
+  return lines;
+}
+
+function renderValue(v: unknown): string {
+  if (typeof v === 'number') return formatCount(v);
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v);
+}

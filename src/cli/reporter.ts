@@ -1,0 +1,132 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import ora, { type Ora } from 'ora';
+import { describeHolder } from '../db/lock.js';
+import type { RunEvent, StepResult } from '../step.js';
+import { formatDuration, formatProgress } from './format.js';
+
+/** How progress is shown: spinners on a terminal, timestamped lines elsewhere. */
+export type ReporterMode = 'tty' | 'plain';
+
+/** Options of {@link Reporter}. */
+export interface ReporterOptions {
+  readonly mode: ReporterMode;
+  readonly color: boolean;
+  /** Plain mode: minimum time between two progress lines of one step. Default is 10 s. */
+  readonly progressIntervalMs?: number;
+  readonly stream?: NodeJS.WriteStream;
+}
+
+/** Writes the engine's events to stderr: the only place where progress meets the terminal. */
+export class Reporter {
+  readonly c: ChalkInstance;
+  private readonly stream: NodeJS.WriteStream;
+  private spinner: Ora | undefined;
+  private lastProgressLine = new Map<string, number>();
+  private lastLockLine = 0;
+
+  constructor(private readonly options: ReporterOptions) {
+    this.c = new Chalk({ level: options.color ? 1 : 0 });
+    this.stream = options.stream ?? process.stderr;
+  }
+
+  /** Picks the mode from the stream: a TTY gets spinners, anything else plain lines. NO_COLOR wins. */
+  static forStderr(env: NodeJS.ProcessEnv = process.env): Reporter {
+    const tty = Boolean(process.stderr.isTTY) && env.CI !== 'true';
+    const interval = Number(env.ZSETUP_PROGRESS_INTERVAL_MS);
+    return new Reporter({
+      mode: tty ? 'tty' : 'plain',
+      color: tty && !('NO_COLOR' in env) && env.TERM !== 'dumb',
+      progressIntervalMs: Number.isFinite(interval) && interval > 0 ? interval : undefined,
+    });
+  }
+
+  info(message: string): void {
+    this.line(message);
+  }
+
+  warn(message: string): void {
+    this.line(this.c.yellow(`warning: ${message}`));
+  }
+
+  /** Handles one engine event. */
+  handle(event: RunEvent): void {
+    switch (event.type) {
+      case 'log':
+        return event.level === 'warn' ? this.warn(prefix(event.stepId) + event.message) : this.line(prefix(event.stepId) + event.message);
+      case 'lock-wait':
+        return this.lockWait(event.holder ? describeHolder(event.holder) : 'a session that just released it', event.waitedMs);
+      case 'lock-acquired':
+        return this.line(`got the runner lock after ${formatDuration(event.waitedMs)}`);
+      case 'step-start': {
+        const what = `${event.stepId}: ${event.title}${event.resuming ? ' (resuming from checkpoint)' : ''}${event.attempt > 1 ? `, attempt ${event.attempt}` : ''}`;
+        if (this.options.mode === 'tty') this.spinner = ora({ text: what, stream: this.stream, color: 'cyan' }).start();
+        else this.line(`start ${what}`);
+        return;
+      }
+      case 'step-progress': {
+        const text = `${event.stepId}: ${formatProgress(event.progress)}`;
+        if (this.options.mode === 'tty' && this.spinner) {
+          this.spinner.text = text;
+          return;
+        }
+        const now = Date.now();
+        const last = this.lastProgressLine.get(event.stepId) ?? 0;
+        if (now - last >= (this.options.progressIntervalMs ?? 10_000)) {
+          this.lastProgressLine.set(event.stepId, now);
+          this.line(text);
+        }
+        return;
+      }
+      case 'step-end':
+        return this.stepEnd(event.result);
+    }
+  }
+
+  private stepEnd(r: StepResult): void {
+    const took = r.durationMs !== undefined ? ` (${formatDuration(r.durationMs)})` : '';
+    const text =
+      r.status === 'skipped' ? `${r.id}: already done`
+      : r.status === 'succeeded' ? `${r.id}: ${r.summary?.message ?? 'done'}${took}`
+      : `${r.id}: ${r.status}${took}: ${r.error?.message ?? ''}`;
+    const spinner = this.spinner;
+    this.spinner = undefined;
+    if (spinner) {
+      if (r.status === 'succeeded') spinner.succeed(text);
+      else if (r.status === 'skipped') spinner.info(text);
+      else spinner.fail(this.c.red(text));
+      return;
+    }
+    const mark = r.status === 'succeeded' ? this.c.green('ok') : r.status === 'skipped' ? 'skip' : this.c.red(r.status === 'interrupted' ? 'stopped' : 'FAILED');
+    this.line(`${mark} ${text}`);
+  }
+
+  private lockWait(holder: string, waitedMs: number): void {
+    const now = Date.now();
+    if (now - this.lastLockLine < 5000) return;
+    this.lastLockLine = now;
+    this.line(`waiting for the runner lock (${formatDuration(waitedMs)} so far), held by ${holder}`);
+  }
+
+  /** Stops any spinner (e.g. before the final report). */
+  close(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
+  }
+
+  private line(text: string): void {
+    if (this.options.mode === 'tty') {
+      if (this.spinner) {
+        // Print above the spinner without breaking it.
+        this.spinner.clear();
+        this.stream.write(text + '\n');
+        this.spinner.render();
+      } else this.stream.write(text + '\n');
+      return;
+    }
+    this.stream.write(`${new Date().toISOString()} ${text}\n`);
+  }
+}
+
+function prefix(stepId?: string): string {
+  return stepId ? `${stepId}: ` : '';
+}

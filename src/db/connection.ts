@@ -1,0 +1,144 @@
+import os from 'node:os';
+import pg from 'pg';
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import { maskUrl, type DatabaseTarget } from '../config.js';
+import { ConnectionError, isDatabaseError } from '../errors.js';
+import { startEmbedded, type EmbeddedServer } from './embedded.js';
+import type { StepsTable } from '../steps-table.js';
+
+// PostgreSQL NUMERIC and BIGINT come back as strings by default; keep BIGINT counts as numbers
+// (they stay far below 2^53 here) and NUMERIC positions as exact strings.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+/** The tables zsetup reads through kysely's typed builder. Step SQL goes through `sql` templates. */
+export interface ZsetupSchema {
+  'zsetup.steps': StepsTable;
+}
+
+export type Db = Kysely<ZsetupSchema>;
+export type Tx = Transaction<ZsetupSchema>;
+
+/** Session settings for every zsetup connection. */
+export interface SessionSettings {
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  /** Upper bound of connections in the pool. */
+  readonly maxConnections: number;
+}
+
+/** An open database: the kysely instance, the raw pool and how to describe it without secrets. */
+export interface Database {
+  readonly db: Db;
+  readonly pool: pg.Pool;
+  /** The connection URL with the password masked. */
+  readonly displayUrl: string;
+  readonly embedded: boolean;
+  readonly serverVersion: string;
+  readonly serverVersionNum: number;
+  close(): Promise<void>;
+}
+
+/** Opens a pool to the target, starting the embedded server when no URL is configured. */
+export async function openDatabase(
+  target: DatabaseTarget,
+  settings: SessionSettings,
+  onLog: (message: string) => void = () => {},
+): Promise<Database> {
+  let server: EmbeddedServer | undefined;
+  let url: string;
+  if (target.kind === 'embedded') {
+    server = await startEmbedded(target.dataDir, onLog);
+    url = server.url;
+  } else {
+    url = target.url;
+  }
+  try {
+    return await connect(url, settings, server);
+  } catch (err) {
+    await server?.stop();
+    throw err;
+  }
+}
+
+async function connect(url: string, settings: SessionSettings, server?: EmbeddedServer): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    application_name: 'zsetup',
+    statement_timeout: settings.statementTimeoutMs || undefined,
+    lock_timeout: settings.lockTimeoutMs || undefined,
+    connectionTimeoutMillis: 10_000,
+    max: settings.maxConnections,
+    idleTimeoutMillis: 10_000,
+  });
+  // An idle client whose backend was terminated emits 'error' on the pool; without a listener that
+  // would crash the process. The next query on a fresh client reports the problem properly.
+  pool.on('error', () => {});
+  let version: { server_version: string; server_version_num: number };
+  try {
+    const r = await pool.query(
+      `SELECT current_setting('server_version') AS server_version, current_setting('server_version_num')::int AS server_version_num`,
+    );
+    version = r.rows[0];
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw connectionError(err, url);
+  }
+  const db = new Kysely<ZsetupSchema>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    pool,
+    displayUrl: server ? `embedded PostgreSQL in ${server.dataDir} (${maskUrl(url)})` : maskUrl(url),
+    embedded: server !== undefined,
+    serverVersion: version.server_version,
+    serverVersionNum: version.server_version_num,
+    async close() {
+      await db.destroy().catch(() => {});
+      await server?.stop();
+    },
+  };
+}
+
+/** Maps a failed connection attempt to one clear line, with the password masked. */
+export function connectionError(err: unknown, url: string): ConnectionError {
+  const where = maskUrl(url);
+  let host = '?';
+  let database = '?';
+  let user = '?';
+  try {
+    const u = new URL(url);
+    host = `${u.hostname}:${u.port || 5432}`;
+    database = decodeURIComponent(u.pathname.replace(/^\//, '')) || user;
+    user = decodeURIComponent(u.username) || os.userInfo().username;
+  } catch {
+    /* keep placeholders */
+  }
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  const code = e?.code ?? '';
+  const text = e instanceof Error ? e.message : String(err);
+  const reasons: Record<string, string> = {
+    ECONNREFUSED: `connection refused by ${host} (is PostgreSQL running and listening there?)`,
+    ENOTFOUND: `unknown host in ${where}`,
+    EAI_AGAIN: `host name lookup failed for ${where}`,
+    ETIMEDOUT: `connection to ${host} timed out`,
+    EHOSTUNREACH: `host ${host} is unreachable`,
+    '28P01': `password authentication failed for user "${user}"`,
+    '28000': `the server rejected the login of user "${user}" (no pg_hba.conf entry or no such role)`,
+    '3D000': `database "${database}" does not exist`,
+    '57P03': `the server at ${host} is starting up or shutting down`,
+  };
+  const reason = reasons[code] ?? (/timeout/i.test(text) ? `connection to ${host} timed out` : scrub(text, url));
+  return new ConnectionError(
+    `cannot connect to ${where}: ${reason}`,
+    isDatabaseError(err) ? undefined : 'check --database / ZSETUP_DATABASE_URL / DATABASE_URL',
+  );
+}
+
+/** Removes a URL's password from any text (error messages sometimes echo connection strings). */
+export function scrub(text: string, url: string): string {
+  try {
+    const pw = decodeURIComponent(new URL(url).password);
+    return pw ? text.split(pw).join('***') : text;
+  } catch {
+    return text;
+  }
+}

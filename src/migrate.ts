@@ -1,0 +1,157 @@
+import type { Database } from './db/connection.js';
+import { withAdvisoryLock } from './db/lock.js';
+import { ConfigError, describeError, InterruptedError } from './errors.js';
+import { ProgressMeter } from './progress.js';
+import type { OnEvent, RunContext, Step, StepOptions, StepResult } from './step.js';
+import {
+  ensureStepsTable,
+  markFinished,
+  markRunning,
+  readSteps,
+  saveCheckpoint,
+  thisRunner,
+  writeHeartbeat,
+  type StepRow,
+} from './steps-table.js';
+
+/** Inputs of {@link migrate}. */
+export interface MigrateOptions {
+  /** The steps in run order (from the provider). */
+  readonly steps: readonly Step<any>[];
+  /** Run only the step with this id. */
+  readonly only?: string;
+  readonly lockWaitMs: number;
+  readonly stepOptions: StepOptions;
+  /** Abort to stop after the current unit of work. */
+  readonly signal?: AbortSignal;
+  readonly onEvent?: OnEvent;
+  /** zsetup's version, recorded with each run. */
+  readonly version: string;
+  /** How often the heartbeat and live progress are written. Default is 1000 ms. */
+  readonly heartbeatMs?: number;
+}
+
+/** What a migrate run did. */
+export interface MigrateResult {
+  /** True when every step had already succeeded: nothing was run. */
+  readonly upToDate: boolean;
+  /** How long this runner waited for another one's lock. */
+  readonly lockWaitedMs: number;
+  readonly steps: readonly StepResult[];
+}
+
+/**
+ * Runs the pending steps in order under the runner lock. Never throws for a step failure: the result
+ * says which step failed and why, and the steps after it are `not-run`.
+ */
+export async function migrate(database: Database, options: MigrateOptions): Promise<MigrateResult> {
+  const emit: OnEvent = options.onEvent ?? (() => {});
+  if (options.only && !options.steps.some((s) => s.id === options.only)) {
+    throw new ConfigError(`--only: no step "${options.only}" (steps: ${options.steps.map((s) => s.id).join(', ')})`);
+  }
+  const stop = new AbortController();
+  const forward = () => stop.abort(options.signal?.reason ?? 'stop requested');
+  if (options.signal?.aborted) forward();
+  options.signal?.addEventListener('abort', forward, { once: true });
+  try {
+    return await withAdvisoryLock(database, {
+      waitMs: options.lockWaitMs,
+      signal: stop.signal,
+      onWait: (holder, waitedMs) => emit({ type: 'lock-wait', holder, waitedMs }),
+      onLost: (err) => stop.abort(`lost the runner lock connection (${err.message})`),
+    }, async (lockWaitedMs) => {
+      if (lockWaitedMs > 0) emit({ type: 'lock-acquired', waitedMs: lockWaitedMs });
+      await ensureStepsTable(database.db);
+      // Read after taking the lock: a runner that waited sees what the previous holder finished.
+      const states = await readSteps(database.db);
+      const results: StepResult[] = [];
+      let halted = false;
+      for (const step of options.steps) {
+        if (options.only && step.id !== options.only) continue;
+        const state = states.get(step.id);
+        let result: StepResult;
+        if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
+        else if (state?.status === 'succeeded') result = skipped(step, state);
+        else result = await runStep(database, step, state, options, stop.signal, emit);
+        if (result.status === 'failed' || result.status === 'interrupted') halted = true;
+        if (result.status !== 'not-run') emit({ type: 'step-end', result });
+        results.push(result);
+      }
+      return { upToDate: results.every((r) => r.status === 'skipped'), lockWaitedMs, steps: results };
+    });
+  } finally {
+    options.signal?.removeEventListener('abort', forward);
+  }
+}
+
+function skipped(step: Step<any>, state: StepRow): StepResult {
+  return { id: step.id, title: step.title, status: 'skipped', attempt: state.attempts, summary: state.summary as StepResult['summary'] };
+}
+
+async function runStep(
+  database: Database,
+  step: Step<any>,
+  previous: StepRow | undefined,
+  options: MigrateOptions,
+  signal: AbortSignal,
+  emit: OnEvent,
+): Promise<StepResult> {
+  const { db } = database;
+  // Holding the lock means no other runner is alive, so a row left 'running' was a crashed run:
+  // it simply resumes from its checkpoint, no manual clean-up needed.
+  const row = await markRunning(db, step.id, thisRunner(options.version));
+  const resuming = row.checkpoint !== null && row.checkpoint !== undefined;
+  emit({ type: 'step-start', stepId: step.id, title: step.title, attempt: row.attempts, resuming });
+  if (previous?.status === 'running') {
+    emit({ type: 'log', level: 'warn', stepId: step.id, message: `previous attempt by ${describeRunner(previous)} was interrupted; resuming` });
+  }
+  const meter = new ProgressMeter();
+  let lastEmit = 0;
+  const heartbeat = setInterval(() => {
+    writeHeartbeat(db, step.id, meter.current()).catch(() => {});
+  }, options.heartbeatMs ?? 1000);
+  const ctx: RunContext<unknown> = {
+    db,
+    database,
+    options: options.stepOptions,
+    checkpoint: row.checkpoint ?? null,
+    attempt: row.attempts,
+    signal,
+    transaction: (fn) => db.transaction().execute(fn),
+    saveCheckpoint: (tx, checkpoint) => saveCheckpoint(tx, step.id, checkpoint),
+    progress(update) {
+      const progress = meter.update(update);
+      const now = Date.now();
+      if (now - lastEmit >= 200 || progress.done === progress.total) {
+        lastEmit = now;
+        emit({ type: 'step-progress', stepId: step.id, progress });
+      }
+    },
+    log: (message) => emit({ type: 'log', level: 'info', stepId: step.id, message }),
+    throwIfStopped() {
+      if (signal.aborted) throw new InterruptedError(`stopped: ${String(signal.reason)}; a rerun resumes from the last checkpoint`);
+    },
+  };
+  const started = Date.now();
+  try {
+    const summary = await step.run(ctx);
+    const durationMs = Date.now() - started;
+    await markFinished(db, step.id, 'succeeded', { durationMs, summary, progress: meter.current() });
+    return { id: step.id, title: step.title, status: 'succeeded', attempt: row.attempts, durationMs, summary };
+  } catch (err) {
+    const durationMs = Date.now() - started;
+    const interrupted = signal.aborted;
+    const error = interrupted && !(err instanceof InterruptedError)
+      ? describeError(new InterruptedError(`stopped: ${String(signal.reason)} (${describeError(err).message}); a rerun resumes from the last checkpoint`))
+      : describeError(err);
+    const status = interrupted ? 'interrupted' : 'failed';
+    await markFinished(db, step.id, status, { durationMs, error }).catch(() => {});
+    return { id: step.id, title: step.title, status, attempt: row.attempts, durationMs, error };
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+function describeRunner(row: StepRow): string {
+  return row.runner ? `${row.runner.host} pid ${row.runner.pid}` : 'an unknown runner';
+}
