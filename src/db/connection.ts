@@ -93,6 +93,8 @@ async function connect(url: string, settings: SessionSettings, server?: Embedded
     serverVersionNum: version.server_version_num,
     async close() {
       await db.destroy().catch(() => {});
+      // kysely only ends a pool it has used; end it ourselves so no idle client keeps the process alive.
+      if (!pool.ended) await pool.end().catch(() => {});
       await server?.stop();
     },
   };
