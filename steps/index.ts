@@ -1,4 +1,5 @@
 import type { Step } from '../src/step.js';
+import { milestonesStep } from './02-milestones.js';
 
 /** What to load. */
 export interface StepSelection {
@@ -11,5 +12,6 @@ export interface StepSelection {
  * engine instead.
  */
 export async function loadSteps(_selection: StepSelection = {}): Promise<Step<any>[]> {
-  return [];
+  // The events2 step (01) comes first: this one writes into eventstore.events2.
+  return [milestonesStep];
 }
