@@ -1,4 +1,5 @@
 import type { Step } from '../src/step.js';
+import { events2Step } from './01-events2.js';
 import { milestonesStep } from './02-milestones.js';
 
 /** What to load. */
@@ -12,6 +13,5 @@ export interface StepSelection {
  * engine instead.
  */
 export async function loadSteps(_selection: StepSelection = {}): Promise<Step<any>[]> {
-  // The events2 step (01) comes first: this one writes into eventstore.events2.
-  return [milestonesStep];
+  return [events2Step, milestonesStep];
 }

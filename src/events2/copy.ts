@@ -1,0 +1,116 @@
+import { sql } from 'kysely';
+import type { Tx } from '../db/connection.js';
+import type { RunContext } from '../step.js';
+import { checkPrivileges, countAndValidate } from './preflight.js';
+import type { Events2Checkpoint } from './situation.js';
+import { blockRange, CHUNKS_TABLE, createEvents2Table, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE } from './sql.js';
+
+/** How the cut-off starts from the current state. */
+export interface CutOffOptions {
+  /** Rename `eventstore.events` to `events_old` (false when that already happened). */
+  readonly rename: boolean;
+  /** Create events2 (false when an empty one is adopted). */
+  readonly create: boolean;
+}
+
+/** Chunks are whole block ranges of the frozen source: about 16 per connection, at most 64 MB each. */
+export function chunkBlocks(totalBlocks: number, concurrency: number): number {
+  return Math.min(8192, Math.max(1, Math.ceil(totalBlocks / (Math.max(1, concurrency) * 16))));
+}
+
+/**
+ * The cut-off, in one transaction: rename the legacy table (old writers now fail instead of writing
+ * events the copy would miss), count and validate every row, create events2, record the chunk list
+ * and the checkpoint. A refusal or a crash rolls all of it back.
+ */
+export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOffOptions): Promise<number> {
+  return ctx.transaction(async (tx) => {
+    await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    await checkPrivileges(tx, options.rename ? 'eventstore.events' : OLD_TABLE, options.rename);
+    if (options.rename) await sql`ALTER TABLE eventstore.events RENAME TO events_old`.execute(tx);
+    const total = await countAndValidate(tx, OLD_TABLE);
+    if (options.create) await sql.raw(createEvents2Table()).execute(tx);
+    await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum);
+    await ctx.saveCheckpoint(tx, { stage: 'copy', total });
+    return total;
+  });
+}
+
+async function createChunks(tx: Tx, concurrency: number, serverVersionNum: number): Promise<void> {
+  await sql.raw(`CREATE TABLE ${CHUNKS_TABLE} (
+    chunk       integer PRIMARY KEY,
+    first_block bigint NOT NULL,
+    end_block   bigint,
+    events      bigint,
+    copied_at   timestamptz
+  )`).execute(tx);
+  const r = await sql<{ blocks: number }>`
+    SELECT (pg_relation_size('eventstore.events_old') / current_setting('block_size')::int)::bigint AS blocks`.execute(tx);
+  const blocks = r.rows[0].blocks;
+  // Before PostgreSQL 14 a ctid range is a full scan per chunk, not a TID Range Scan: use one chunk.
+  const size = serverVersionNum >= 140000 ? chunkBlocks(blocks, concurrency) : Math.max(1, blocks);
+  const count = Math.max(1, Math.ceil(blocks / size));
+  // The last chunk is open-ended, so no block can fall outside the list.
+  await sql`
+    INSERT INTO zsetup.events2_chunks (chunk, first_block, end_block)
+    SELECT n, n * ${size}::bigint, CASE WHEN n < ${count - 1} THEN (n + 1) * ${size}::bigint END
+    FROM generate_series(0, ${count - 1}) AS n`.execute(tx);
+}
+
+interface Chunk {
+  readonly chunk: number;
+  readonly firstBlock: number;
+  readonly endBlock: number | null;
+}
+
+/**
+ * Copies every chunk not yet copied, on `concurrency` connections. Each chunk's INSERT … SELECT and the
+ * mark in the chunk list commit in one transaction: a crash loses only the chunks in flight.
+ */
+export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number): Promise<number> {
+  const r = await sql<{ chunk: number; first_block: number; end_block: number | null; events: number | null; copied_at: Date | null }>`
+    SELECT chunk, first_block, end_block, events, copied_at FROM zsetup.events2_chunks ORDER BY chunk`.execute(ctx.db);
+  const queue: Chunk[] = r.rows.filter((c) => !c.copied_at).map((c) => ({ chunk: c.chunk, firstBlock: c.first_block, endBlock: c.end_block }));
+  let done = r.rows.reduce((n, c) => n + (c.events ?? 0), 0);
+  if (done > 0) ctx.log(`resuming the copy: ${r.rows.length - queue.length} of ${r.rows.length} chunks already copied`);
+  ctx.progress({ phase: 'copy', done, total, unit: 'events' });
+  let failure: unknown;
+  const worker = async () => {
+    for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
+      ctx.throwIfStopped();
+      done += await copyChunk(ctx, next);
+      ctx.progress({ phase: 'copy', done, total, unit: 'events' });
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, ctx.options.concurrency) }, () =>
+    worker().catch((err) => { failure ??= err; }));
+  await Promise.all(workers);
+  if (failure !== undefined) throw failure;
+  return done;
+}
+
+async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk): Promise<number> {
+  return ctx.transaction(async (tx) => {
+    // A lost commit after a server crash loses the chunk and its mark together, so durability can wait.
+    await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    await sql`SET LOCAL synchronous_commit = off`.execute(tx);
+    const inserted = await sql.raw(`INSERT INTO ${EVENTS2_TABLE} SELECT ${MAPPED_COLUMNS}
+      FROM ${OLD_TABLE} WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}`).execute(tx);
+    const events = Number(inserted.numAffectedRows ?? 0n);
+    const marked = await sql`
+      UPDATE zsetup.events2_chunks SET events = ${events}, copied_at = clock_timestamp()
+      WHERE chunk = ${chunk.chunk} AND copied_at IS NULL`.execute(tx);
+    if (Number(marked.numAffectedRows ?? 0n) !== 1) throw new Error(`chunk ${chunk.chunk} was copied by someone else; rolled back`);
+    return events;
+  });
+}
+
+/** Ends the copy: every chunk must be marked; the chunk list goes, the checkpoint moves to `build`. */
+export async function finishCopy(ctx: RunContext<Events2Checkpoint>, total: number): Promise<void> {
+  await ctx.transaction(async (tx) => {
+    const r = await sql<{ left: number }>`SELECT count(*)::int AS left FROM zsetup.events2_chunks WHERE copied_at IS NULL`.execute(tx);
+    if (r.rows[0].left > 0) throw new Error(`${r.rows[0].left} chunk(s) are not copied yet`);
+    await sql.raw(`DROP TABLE ${CHUNKS_TABLE}`).execute(tx);
+    await ctx.saveCheckpoint(tx, { stage: 'build', total });
+  });
+}

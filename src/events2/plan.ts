@@ -1,0 +1,99 @@
+import { sql } from 'kysely';
+import type { PlanContext, StepPlan } from '../step.js';
+import { rowCount, type Queryable } from './catalog.js';
+import { describeSituation, detectSituation, type Events2Checkpoint } from './situation.js';
+import { MAPPED_ROW, OLD_TABLE } from './sql.js';
+
+/**
+ * Measured on the benchmark machine: a whole move (copy, four index builds, ANALYZE, verify) takes
+ * about this many times as long as one read of the mapped rows, as timed on a sample.
+ */
+const RUN_TO_SAMPLE_READ = 6;
+/** Rows read for the timing sample. */
+const SAMPLE_ROWS = 20_000;
+/** B-tree entry overhead (index tuple header, line pointer, alignment) and leaf fill factor. */
+const INDEX_ENTRY_OVERHEAD = 16;
+const BTREE_FILL = 0.9;
+
+/** The dry-run of the events2 step: what it would do and what it would cost. Reads only. */
+export async function planEvents2(ctx: PlanContext): Promise<StepPlan> {
+  const checkpoint = (ctx.state?.checkpoint ?? null) as Events2Checkpoint | null;
+  const situation = await detectSituation(ctx.tx, checkpoint);
+  const action = describeSituation(situation);
+  if (situation.kind === 'done') return { action, willChange: false, details: {} };
+  if (situation.kind === 'fresh' || situation.kind === 'finish-empty') return { action, willChange: true, details: { events: 0 } };
+  const source = situation.kind === 'legacy' ? 'eventstore.events' : OLD_TABLE;
+  const count = await rowCount(ctx.tx, source, ctx.options.exact);
+  const sample = await timeSample(ctx.tx, source, count.rows);
+  const sizes = await sourceSizes(ctx.tx, source);
+  const heap = Math.round(count.rows * (sample.rowBytes + 28) / 0.97);
+  const indexes = Math.round(count.rows * (sample.keyBytes + 4 * INDEX_ENTRY_OVERHEAD) / BTREE_FILL);
+  const copied = situation.kind === 'resume' && situation.stage === 'build';
+  const notes = [
+    `disk: about ${formatMb(heap + indexes)} for events2 and its indexes, plus write-ahead log of similar size until the next checkpoint (max_wal_size ${sizes.maxWalSize})`,
+    'eventstore.events_old is kept as the rollback path; drop it yourself once the new version runs well',
+  ];
+  if (!count.exact) notes.push('event count is PostgreSQL\'s estimate; --exact counts them');
+  return {
+    action,
+    willChange: true,
+    details: {
+      source,
+      events: count.rows,
+      eventsCounted: count.exact ? 'exact' : 'estimate',
+      sourceTableBytes: sizes.table,
+      sourceIndexBytes: sizes.indexes,
+      events2TableBytesEstimate: heap,
+      events2IndexBytesEstimate: indexes,
+      diskNeededBytesEstimate: copied ? indexes : heap + indexes,
+      sampleRows: sample.rows,
+      sampleMs: Math.round(sample.ms),
+      concurrency: ctx.options.concurrency,
+    },
+    estimatedSeconds: Math.round(estimateSeconds(count.rows, sample, ctx.options.concurrency)),
+    notes,
+  };
+}
+
+interface Sample {
+  readonly rows: number;
+  readonly ms: number;
+  /** Average size of a mapped row and of the four index keys together. */
+  readonly rowBytes: number;
+  readonly keyBytes: number;
+}
+
+/** Reads and maps a TABLESAMPLE of the source, timing it. */
+async function timeSample(tx: Queryable, source: string, rows: number): Promise<Sample> {
+  const percent = rows > 0 ? Math.min(100, (SAMPLE_ROWS / rows) * 100) : 100;
+  const started = performance.now();
+  const r = await sql<{ n: number; row_bytes: number | null; key_bytes: number | null }>`
+    SELECT count(*)::bigint AS n,
+           avg(pg_column_size(${sql.raw(MAPPED_ROW)}))::float8 AS row_bytes,
+           avg(pg_column_size(ROW(instance_id, aggregate_type, aggregate_id, event_sequence))
+             + pg_column_size(ROW(creation_date, instance_id))
+             + pg_column_size(ROW(aggregate_id, instance_id, aggregate_type, event_type))
+             + pg_column_size(ROW(instance_id, aggregate_type, event_type, EXTRACT(EPOCH FROM creation_date))))::float8 AS key_bytes,
+           sum(hashtextextended(${sql.raw(MAPPED_ROW)}::text, 0)) AS h
+    FROM ${sql.raw(source)} TABLESAMPLE SYSTEM (${sql.raw(percent.toFixed(6))})`.execute(tx);
+  const ms = performance.now() - started;
+  const s = r.rows[0];
+  return { rows: s.n, ms, rowBytes: s.row_bytes ?? 0, keyBytes: s.key_bytes ?? 0 };
+}
+
+function estimateSeconds(rows: number, sample: Sample, concurrency: number): number {
+  if (sample.rows === 0) return 0;
+  const readSeconds = (rows / sample.rows) * (sample.ms / 1000);
+  return (readSeconds * RUN_TO_SAMPLE_READ) / Math.max(1, Math.min(concurrency, 2));
+}
+
+async function sourceSizes(tx: Queryable, source: string): Promise<{ table: number; indexes: number; maxWalSize: string }> {
+  const r = await sql<{ table: number; indexes: number; max_wal_size: string }>`
+    SELECT pg_table_size(${source}::regclass)::bigint AS table, pg_indexes_size(${source}::regclass)::bigint AS indexes,
+           current_setting('max_wal_size') AS max_wal_size`.execute(tx);
+  return { table: r.rows[0].table, indexes: r.rows[0].indexes, maxWalSize: r.rows[0].max_wal_size };
+}
+
+function formatMb(bytes: number): string {
+  return `${Math.ceil(bytes / 1024 / 1024).toLocaleString('en-US')} MB`;
+}

@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+import { RefusedError } from '../errors.js';
+import type { Queryable } from './catalog.js';
+import { UNMAPPABLE_ROW } from './sql.js';
+
+/**
+ * Checks, before anything is written, that this role can do the move: own the source table (a rename
+ * needs ownership), read it, and create tables in schema eventstore. Refuses listing everything missing.
+ */
+export async function checkPrivileges(db: Queryable, source: string, rename: boolean): Promise<void> {
+  const r = await sql<{ owner: string; owns: boolean; can_read: boolean; can_create: boolean; me: string }>`
+    SELECT pg_get_userbyid(c.relowner) AS owner,
+           pg_has_role(current_user, c.relowner, 'USAGE') AS owns,
+           has_table_privilege(c.oid, 'SELECT') AS can_read,
+           has_schema_privilege('eventstore', 'CREATE') AS can_create,
+           current_user AS me
+    FROM pg_class c WHERE c.oid = ${source}::regclass`.execute(db);
+  const p = r.rows[0];
+  const missing: string[] = [];
+  if (rename && !p.owns) missing.push(`ownership of ${source} (owned by ${p.owner}; renaming it needs the owner's rights)`);
+  if (!p.can_read) missing.push(`SELECT on ${source}`);
+  if (!p.can_create) missing.push('CREATE on schema eventstore');
+  if (missing.length) {
+    throw new RefusedError(
+      `role ${p.me} lacks ${missing.join(', ')}; nothing was changed`,
+      `as a superuser or the owner: ${[
+        rename && !p.owns ? `GRANT ${p.owner} TO ${p.me}` : '',
+        !p.can_read ? `GRANT SELECT ON ${source} TO ${p.me}` : '',
+        !p.can_create ? `GRANT CREATE ON SCHEMA eventstore TO ${p.me}` : '',
+      ].filter(Boolean).join('; ')}`,
+    );
+  }
+}
+
+/** A legacy row the mapping cannot take. */
+export interface UnmappableRow {
+  readonly instanceId: string;
+  readonly sequence: string;
+  readonly aggregateVersion: string;
+}
+
+/**
+ * Counts the source rows and checks every one fits the mapping, in one scan. Refuses naming the first
+ * offending rows (instance, sequence, value) when one does not. Run it inside the cut-off transaction
+ * so the refusal rolls the rename back.
+ */
+export async function countAndValidate(db: Queryable, source: string): Promise<number> {
+  const r = await sql<{ total: number; bad: number }>`
+    SELECT count(*)::bigint AS total, count(*) FILTER (WHERE ${sql.raw(UNMAPPABLE_ROW)})::bigint AS bad
+    FROM ${sql.raw(source)}`.execute(db);
+  const { total, bad } = r.rows[0];
+  if (bad === 0) return total;
+  const rows = await sql<UnmappableRow>`
+    SELECT instance_id AS "instanceId", event_sequence::text AS sequence, aggregate_version AS "aggregateVersion"
+    FROM ${sql.raw(source)} WHERE ${sql.raw(UNMAPPABLE_ROW)}
+    ORDER BY instance_id, event_sequence LIMIT 10`.execute(db);
+  const listed = rows.rows.map((x) => `instance '${x.instanceId}' sequence ${x.sequence} aggregate_version '${x.aggregateVersion}'`);
+  throw new RefusedError(
+    `${bad} event(s) in ${source} do not fit events2 (aggregate_version must be 'v' and a number up to 32767, event_sequence must fit an INTEGER for in_tx_order); nothing was written: ${listed.join('; ')}${bad > listed.length ? `; … and ${bad - listed.length} more` : ''}`,
+    `inspect them with: SELECT * FROM ${source} WHERE ${UNMAPPABLE_ROW.replace(/\s+/g, ' ')}`,
+  );
+}

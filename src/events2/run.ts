@@ -1,0 +1,104 @@
+import { sql } from 'kysely';
+import { RefusedError, VerifyMismatchError } from '../errors.js';
+import type { RunContext, StepSummary } from '../step.js';
+import { EVENTS2_PRIMARY_KEY } from '../schema.js';
+import { buildEvents2 } from './build.js';
+import { copyChunks, cutOff, finishCopy } from './copy.js';
+import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
+import { createEvents2Table, createIndex, EVENTS2_INDEX_SPECS } from './sql.js';
+import { describeMismatches, verifyEvents2 } from './verify.js';
+
+/** Runs the events2 step from whatever state the database is in (see {@link detectSituation}). */
+export async function runEvents2(ctx: RunContext<Events2Checkpoint>): Promise<StepSummary> {
+  const situation = await detectSituation(ctx.db, ctx.checkpoint);
+  if (situation.kind !== 'resume' || ctx.attempt === 1) ctx.log(describeSituation(situation));
+  switch (situation.kind) {
+    case 'done':
+      return { message: `${describeSituation(situation)}; nothing was changed`, alreadyDone: true };
+    case 'fresh':
+      await createFresh(ctx);
+      return { message: 'created eventstore.events2 with its primary key and indexes (fresh database, nothing to copy)', events: 0 };
+    case 'finish-empty': {
+      const built = await buildEvents2(ctx);
+      return { message: `completed the empty eventstore.events2 (built ${built.join(', ') || 'nothing'})`, events: 0 };
+    }
+    case 'foreign-copy':
+      return adoptForeignCopy(ctx);
+    default:
+      return move(ctx, situation);
+  }
+}
+
+async function createFresh(ctx: RunContext<Events2Checkpoint>): Promise<void> {
+  await ctx.transaction(async (tx) => {
+    await sql`CREATE SCHEMA IF NOT EXISTS eventstore`.execute(tx);
+    await sql.raw(createEvents2Table()).execute(tx);
+    await sql.raw(EVENTS2_PRIMARY_KEY).execute(tx);
+    for (const spec of EVENTS2_INDEX_SPECS.filter((s) => s.name !== 'events2_pkey')) await sql.raw(createIndex(spec)).execute(tx);
+  });
+}
+
+/** The move itself: cut-off (unless resuming), chunked copy, build, verify. */
+async function move(ctx: RunContext<Events2Checkpoint>, situation: Situation): Promise<StepSummary> {
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = (timings[name] ?? 0) + Date.now() - started;
+    }
+  };
+  let stage: Events2Checkpoint['stage'] = 'copy';
+  let total: number;
+  if (situation.kind === 'resume') {
+    stage = situation.stage;
+    total = situation.total;
+  } else {
+    total = await timed('cutOffMs', () => cutOff(ctx, { rename: situation.kind === 'legacy', create: situation.kind !== 'adopt-empty' }));
+  }
+  if (stage === 'copy') {
+    await timed('copyMs', () => copyChunks(ctx, total));
+    await finishCopy(ctx, total);
+  }
+  ctx.throwIfStopped();
+  await timed('indexMs', () => buildEvents2(ctx));
+  const verified = await timed('verifyMs', () => verifyOrFail(ctx));
+  return {
+    message: `moved ${total.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 and verified them; eventstore.events_old is kept as the rollback path`,
+    events: total,
+    instances: verified.instances,
+    verified: true,
+    ...timings,
+  };
+}
+
+/** A filled events2 no zsetup run made: complete it only when it provably equals events_old. */
+async function adoptForeignCopy(ctx: RunContext<Events2Checkpoint>): Promise<StepSummary> {
+  ctx.progress({ phase: 'verify existing copy', done: 0, total: 1, unit: 'checks' });
+  const check = await verifyEvents2(ctx.database);
+  if (check.status !== 'equal') {
+    throw new RefusedError(
+      `eventstore.events2 already has rows that zsetup did not copy, and they differ from events_old: ${check.status === 'nothing-to-verify' ? check.reason : describeMismatches(check.mismatches)}`,
+      'if events_old holds the true events: DROP TABLE eventstore.events2 and rerun (zsetup copies from events_old); otherwise restore from a backup',
+    );
+  }
+  await ctx.transaction((tx) => ctx.saveCheckpoint(tx, { stage: 'build', total: check.events }));
+  ctx.log(`the existing events2 equals events_old (${check.events} events); completing its keys and indexes`);
+  return move(ctx, { kind: 'resume', stage: 'build', total: check.events });
+}
+
+async function verifyOrFail(ctx: RunContext<Events2Checkpoint>): Promise<{ instances: number }> {
+  ctx.throwIfStopped();
+  ctx.progress({ phase: 'verify', done: 0, total: 1, unit: 'checks' });
+  const result = await verifyEvents2(ctx.database);
+  if (result.status === 'nothing-to-verify') throw new Error(`cannot verify: ${result.reason}`);
+  if (result.status === 'mismatch') {
+    throw new VerifyMismatchError(
+      `events2 differs from events_old for ${result.mismatches.length} instance(s): ${describeMismatches(result.mismatches)}`,
+      'run `zsetup verify` for the full list; events_old is untouched, so dropping eventstore.events2 and the step row lets zsetup copy again',
+    );
+  }
+  ctx.progress({ phase: 'verify', done: 1, total: 1, unit: 'checks' });
+  return { instances: result.instances };
+}

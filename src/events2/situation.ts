@@ -1,0 +1,120 @@
+import { sql } from 'kysely';
+import { RefusedError } from '../errors.js';
+import { eventTables, events2Shape, isComplete, referenceStepDone, type Events2Shape, type Queryable } from './catalog.js';
+
+/** The step's checkpoint in `zsetup.steps`; the copy's done set lives in `zsetup.events2_chunks`. */
+export interface Events2Checkpoint {
+  /** `copy`: the cut-off committed, chunks are being copied; `build`: the copy is complete. */
+  readonly stage: 'copy' | 'build';
+  /** Legacy events counted at the cut-off. */
+  readonly total: number;
+}
+
+/** What the database looks like to the events2 step, and so what running it does. */
+export type Situation =
+  /** No event table at all: create events2 complete. */
+  | { readonly kind: 'fresh' }
+  /** `eventstore.events` and no events2: the full move. */
+  | { readonly kind: 'legacy' }
+  /** `events_old` and no events2 nor events: someone renamed the table (the reference step died before its copy). */
+  | { readonly kind: 'renamed' }
+  /** `events_old` and an empty events2 of the right columns that zsetup did not create: copy into it. */
+  | { readonly kind: 'adopt-empty'; readonly shape: Events2Shape }
+  /** An empty, incomplete events2 and no legacy table: add what it lacks. */
+  | { readonly kind: 'finish-empty'; readonly shape: Events2Shape }
+  /** `events_old` and a filled events2 zsetup did not create: complete it if it verifies equal, else refuse. */
+  | { readonly kind: 'foreign-copy'; readonly shape: Events2Shape }
+  /** zsetup's own run, interrupted. */
+  | { readonly kind: 'resume'; readonly stage: Events2Checkpoint['stage']; readonly total: number }
+  /** Nothing to do. */
+  | { readonly kind: 'done'; readonly reason: string };
+
+/** One line describing a situation, for the dry-run and logs. */
+export function describeSituation(s: Situation): string {
+  switch (s.kind) {
+    case 'fresh': return 'fresh database: create eventstore.events2 with its primary key and indexes';
+    case 'legacy': return 'legacy database: rename eventstore.events to events_old, copy every event to eventstore.events2, build keys and indexes, verify';
+    case 'renamed': return 'eventstore.events was already renamed to events_old (an earlier attempt stopped before copying): copy from events_old, build keys and indexes, verify';
+    case 'adopt-empty': return 'an empty eventstore.events2 exists next to events_old: copy into it, build keys and indexes, verify';
+    case 'finish-empty': return 'an empty, incomplete eventstore.events2 exists: add its missing keys and indexes';
+    case 'foreign-copy': return 'a filled eventstore.events2 exists next to events_old without zsetup records: verify it against events_old, then add its missing keys and indexes';
+    case 'resume': return s.stage === 'copy' ? 'resume the interrupted copy from its last committed chunk' : 'resume after the copy: build keys and indexes, verify';
+    case 'done': return `already done: ${s.reason}`;
+  }
+}
+
+/**
+ * Reads the catalog (and the step's checkpoint) and decides what the step does. Throws RefusedError
+ * for states it cannot resume safely, saying what it found and what to do.
+ */
+export async function detectSituation(db: Queryable, checkpoint: Events2Checkpoint | null): Promise<Situation> {
+  const t = await eventTables(db);
+  if (checkpoint && t.events2) {
+    if (checkpoint.stage === 'copy' && !(t.old && t.chunks)) {
+      throw new RefusedError(
+        `zsetup's copy into eventstore.events2 was interrupted, but ${t.old ? 'its chunk list zsetup.events2_chunks' : 'its source eventstore.events_old'} is gone`,
+        'restore eventstore.events_old (or rename eventstore.events back to events_old), or drop eventstore.events2 to start over from eventstore.events',
+      );
+    }
+    return { kind: 'resume', stage: checkpoint.stage, total: checkpoint.total };
+  }
+  if (!t.events2) return withoutEvents2(t);
+  if (await hasReferenceColumns(db) && await referenceStepDone(db)) {
+    return { kind: 'done', reason: "the reference system's setup recorded 14_events_push as done" };
+  }
+  const shape = await events2Shape(db);
+  if (t.legacy) {
+    throw new RefusedError(
+      'both eventstore.events and eventstore.events2 exist and no finished move is recorded',
+      'an old version may still be writing to eventstore.events: stop it, then either drop the unused table or rename eventstore.events to events_old and rerun',
+    );
+  }
+  const empty = await isEmpty(db);
+  if (isComplete(shape) && !t.old) return { kind: 'done', reason: 'eventstore.events2 is complete and no legacy table is left' };
+  if (shape.wrongColumns.some((c) => !c.startsWith('in_tx_order: bigint'))) {
+    throw new RefusedError(
+      `eventstore.events2 exists with columns zsetup does not expect (${shape.wrongColumns.join('; ')})`,
+      'it was not created by zsetup or the reference setup; inspect it, and drop or rename it if it is a leftover',
+    );
+  }
+  if (t.old) return empty ? { kind: 'adopt-empty', shape } : { kind: 'foreign-copy', shape };
+  if (empty) return { kind: 'finish-empty', shape };
+  throw new RefusedError(
+    `eventstore.events2 has rows but lacks ${describeMissing(shape)}, and there is no eventstore.events_old to verify it against`,
+    'restore eventstore.events_old from a backup so zsetup can verify and complete the copy, or add the missing keys and indexes yourself if you know the copy is complete',
+  );
+}
+
+function withoutEvents2(t: { legacy: boolean; old: boolean }): Situation {
+  if (t.legacy && t.old) {
+    throw new RefusedError(
+      'both eventstore.events and eventstore.events_old exist and there is no eventstore.events2',
+      'decide which one holds the events: drop or rename the other one (keep a backup), then rerun',
+    );
+  }
+  if (t.legacy) return { kind: 'legacy' };
+  if (t.old) return { kind: 'renamed' };
+  return { kind: 'fresh' };
+}
+
+/** What an incomplete events2 lacks, in words. */
+export function describeMissing(shape: Events2Shape): string {
+  const parts: string[] = [];
+  if (!shape.hasPrimaryKey) parts.push('its primary key');
+  if (shape.missingNotNulls.length) parts.push(`NOT NULL on ${shape.missingNotNulls.join(', ')}`);
+  const idx = shape.missingIndexes.filter((i) => i.name !== 'events2_pkey').map((i) => i.name);
+  if (idx.length) parts.push(`the indexes ${idx.join(', ')}`);
+  return parts.join(', ') || 'nothing';
+}
+
+async function isEmpty(db: Queryable): Promise<boolean> {
+  const r = await sql<{ any: boolean }>`SELECT EXISTS (SELECT 1 FROM eventstore.events2) AS any`.execute(db);
+  return !r.rows[0].any;
+}
+
+async function hasReferenceColumns(db: Queryable): Promise<boolean> {
+  const r = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'eventstore.events2'::regclass AND NOT attisdropped
+      AND attname IN ('instance_id', 'aggregate_type', 'aggregate_id', 'event_type', 'payload')`.execute(db);
+  return r.rows[0].n === 5;
+}

@@ -1,0 +1,86 @@
+import { EVENTS2_COLUMNS, EVENTS2_INDEXES } from '../schema.js';
+
+/**
+ * SQL text of the events → events2 move (../shared/spec/zitadel-eventstore.md §1.3). The mapping is the
+ * one place that says how an old row becomes a new one; copy, verify and the dry-run all use it.
+ */
+
+/** The renamed legacy table: the copy's source and the rollback path. */
+export const OLD_TABLE = 'eventstore.events_old';
+export const LEGACY_TABLE = 'eventstore.events';
+export const EVENTS2_TABLE = 'eventstore.events2';
+/** zsetup's chunk list of the copy; its rows are the copy's checkpoint. */
+export const CHUNKS_TABLE = 'zsetup.events2_chunks';
+
+/** Columns of events2 in order, as `name type`. */
+export const EVENTS2_COLUMN_LIST: readonly { readonly name: string; readonly type: string }[] = EVENTS2_COLUMNS
+  .split(',')
+  .map((line) => line.trim().split(/\s+/))
+  .map(([name, type]) => ({ name: name.replaceAll('"', ''), type }));
+
+/** Every column except the payload is NOT NULL in the final table. */
+export const NULLABLE_COLUMNS: readonly string[] = ['payload'];
+
+/** The primary key columns of events2. */
+export const PK_COLUMNS = '(instance_id, aggregate_type, aggregate_id, "sequence")';
+
+/** One events2 row computed from a legacy row, in events2 column order. */
+export const MAPPED_COLUMNS = `
+  instance_id,
+  aggregate_type,
+  aggregate_id,
+  event_type,
+  event_sequence AS "sequence",
+  substr(aggregate_version, 2)::smallint AS revision,
+  creation_date AS created_at,
+  event_data AS payload,
+  editor_user AS creator,
+  resource_owner AS owner,
+  EXTRACT(EPOCH FROM creation_date) AS "position",
+  event_sequence::integer AS in_tx_order`;
+
+/** The same mapping as a row value, for hashing: its text equals the text of the stored events2 row. */
+export const MAPPED_ROW = `ROW(instance_id, aggregate_type, aggregate_id, event_type, event_sequence,
+  substr(aggregate_version, 2)::smallint, creation_date, event_data, editor_user, resource_owner,
+  EXTRACT(EPOCH FROM creation_date), event_sequence::integer)`;
+
+/** True for a legacy row the mapping cannot take (revision not `v<smallint>`, sequence beyond INTEGER). */
+export const UNMAPPABLE_ROW = `(
+  CASE WHEN aggregate_version ~ '^v[0-9]{1,5}$' THEN substr(aggregate_version, 2)::integer > 32767 ELSE true END
+  OR event_sequence NOT BETWEEN -2147483648 AND 2147483647)`;
+
+/** `CREATE TABLE eventstore.events2` in its final column shape: NOT NULL from the start. */
+export function createEvents2Table(): string {
+  const cols = EVENTS2_COLUMN_LIST.map(({ name, type }) =>
+    `  ${quoteIdent(name)} ${type}${NULLABLE_COLUMNS.includes(name) ? '' : ' NOT NULL'}`);
+  return `CREATE TABLE ${EVENTS2_TABLE} (\n${cols.join(',\n')}\n)`;
+}
+
+/** One index to build: the primary key's unique index or one of the three secondary indexes. */
+export interface IndexSpec {
+  readonly name: string;
+  readonly columns: string;
+  readonly unique: boolean;
+}
+
+/** The primary key index first (the largest build), then the three indexes of the reference schema. */
+export const EVENTS2_INDEX_SPECS: readonly IndexSpec[] = [
+  { name: 'events2_pkey', columns: PK_COLUMNS, unique: true },
+  ...Object.entries(EVENTS2_INDEXES).map(([name, columns]) => ({ name, columns, unique: false })),
+];
+
+/** `CREATE [UNIQUE] INDEX` of one spec (not CONCURRENTLY: events2 has no writers yet). */
+export function createIndex(spec: IndexSpec): string {
+  return `CREATE ${spec.unique ? 'UNIQUE ' : ''}INDEX ${spec.name} ON ${EVENTS2_TABLE} USING btree ${spec.columns}`;
+}
+
+/** Double-quotes an identifier when PostgreSQL would need it (`sequence`, `position` are keywords). */
+export function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) && !['sequence', 'position'].includes(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+/** `ctid` range of legacy blocks [from, to); `to` null means to the end of the table. */
+export function blockRange(from: number, to: number | null): string {
+  const lower = `ctid >= '(${from},0)'::tid`;
+  return to === null ? lower : `${lower} AND ctid < '(${to},0)'::tid`;
+}
