@@ -94,20 +94,25 @@ function sameType(found: string, wanted: string): boolean {
   return found === (aliases[w] ?? w);
 }
 
-/** Row count of a table: exact, or PostgreSQL's estimate (reltuples; a never-analysed table is estimated from its size). */
-export async function rowCount(db: Queryable, table: string, exact: boolean): Promise<{ rows: number; exact: boolean }> {
+/**
+ * Row count of a table: exact, or PostgreSQL's estimate scaled to the table's current size
+ * (reltuples per page × pages). Null when the table was never vacuumed or analysed.
+ */
+export async function rowCount(db: Queryable, table: string, exact: boolean): Promise<number | null> {
   if (exact) {
     const r = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${sql.raw(table)}`.execute(db);
-    return { rows: r.rows[0].n, exact: true };
+    return r.rows[0].n;
   }
   const r = await sql<{ tuples: number; pages: number; blocks: number }>`
-    SELECT reltuples::float8 AS tuples, relpages::int AS pages,
-           (pg_relation_size(oid) / current_setting('block_size')::int)::int AS blocks
+    SELECT reltuples::float8 AS tuples, relpages::int AS pages, ${sql.raw(blocksOf('oid'))} AS blocks
     FROM pg_class WHERE oid = ${table}::regclass`.execute(db);
   const { tuples, pages, blocks } = r.rows[0];
-  if (tuples >= 0 && pages > 0) return { rows: Math.round((tuples / pages) * blocks), exact: false };
-  // Never vacuumed or analysed: count it; an estimate of -1 helps nobody.
-  return rowCount(db, table, true);
+  return tuples >= 0 && pages > 0 ? Math.round((tuples / pages) * blocks) : null;
+}
+
+/** SQL: the number of heap blocks of a relation. */
+export function blocksOf(regclass: string): string {
+  return `(pg_relation_size(${regclass}) / current_setting('block_size')::int)::bigint`;
 }
 
 /** Whether the reference system recorded its own events2 step (`14_events_push`) as done. */

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Tx } from '../db/connection.js';
 import type { RunContext } from '../step.js';
+import { blocksOf } from './catalog.js';
 import { checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
 import { blockRange, CHUNKS_TABLE, createEvents2Table, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE } from './sql.js';
@@ -44,8 +45,7 @@ async function createChunks(tx: Tx, concurrency: number, serverVersionNum: numbe
     events      bigint,
     copied_at   timestamptz
   )`).execute(tx);
-  const r = await sql<{ blocks: number }>`
-    SELECT (pg_relation_size('eventstore.events_old') / current_setting('block_size')::int)::bigint AS blocks`.execute(tx);
+  const r = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf("'eventstore.events_old'::regclass"))} AS blocks`.execute(tx);
   const blocks = r.rows[0].blocks;
   // Before PostgreSQL 14 a ctid range is a full scan per chunk, not a TID Range Scan: use one chunk.
   const size = serverVersionNum >= 140000 ? chunkBlocks(blocks, concurrency) : Math.max(1, blocks);

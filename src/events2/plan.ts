@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { PlanContext, StepPlan } from '../step.js';
-import { rowCount, type Queryable } from './catalog.js';
+import { blocksOf, rowCount, type Queryable } from './catalog.js';
 import { describeSituation, detectSituation, type Events2Checkpoint } from './situation.js';
 import { MAPPED_ROW, OLD_TABLE } from './sql.js';
 
@@ -9,8 +9,8 @@ import { MAPPED_ROW, OLD_TABLE } from './sql.js';
  * about this many times as long as one read of the mapped rows, as timed on a sample.
  */
 const RUN_TO_SAMPLE_READ = 6;
-/** Rows read for the timing sample. */
-const SAMPLE_ROWS = 20_000;
+/** Blocks read for the timing sample (8 kB each). */
+const SAMPLE_BLOCKS = 1_000;
 /** B-tree entry overhead (index tuple header, line pointer, alignment) and leaf fill factor. */
 const INDEX_ENTRY_OVERHEAD = 16;
 const BTREE_FILL = 0.9;
@@ -23,8 +23,10 @@ export async function planEvents2(ctx: PlanContext): Promise<StepPlan> {
   if (situation.kind === 'done') return { action, willChange: false, details: {} };
   if (situation.kind === 'fresh' || situation.kind === 'finish-empty') return { action, willChange: true, details: { events: 0 } };
   const source = situation.kind === 'legacy' ? 'eventstore.events' : OLD_TABLE;
-  const count = await rowCount(ctx.tx, source, ctx.options.exact);
-  const sample = await timeSample(ctx.tx, source, count.rows);
+  const sample = await timeSample(ctx.tx, source);
+  const counted = await rowCount(ctx.tx, source, ctx.options.exact);
+  // A table never analysed has no estimate: scale the sample up instead.
+  const count = { rows: counted ?? Math.round(sample.rows * (100 / sample.percent)), exact: ctx.options.exact };
   const sizes = await sourceSizes(ctx.tx, source);
   const heap = Math.round(count.rows * (sample.rowBytes + 28) / 0.97);
   const indexes = Math.round(count.rows * (sample.keyBytes + 4 * INDEX_ENTRY_OVERHEAD) / BTREE_FILL);
@@ -57,6 +59,8 @@ export async function planEvents2(ctx: PlanContext): Promise<StepPlan> {
 
 interface Sample {
   readonly rows: number;
+  /** Percentage of the table's blocks read. */
+  readonly percent: number;
   readonly ms: number;
   /** Average size of a mapped row and of the four index keys together. */
   readonly rowBytes: number;
@@ -64,8 +68,9 @@ interface Sample {
 }
 
 /** Reads and maps a TABLESAMPLE of the source, timing it. */
-async function timeSample(tx: Queryable, source: string, rows: number): Promise<Sample> {
-  const percent = rows > 0 ? Math.min(100, (SAMPLE_ROWS / rows) * 100) : 100;
+async function timeSample(tx: Queryable, source: string): Promise<Sample> {
+  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${source}'::regclass`))} AS blocks`.execute(tx);
+  const percent = Math.min(100, (SAMPLE_BLOCKS / Math.max(1, b.rows[0].blocks)) * 100);
   const started = performance.now();
   const r = await sql<{ n: number; row_bytes: number | null; key_bytes: number | null }>`
     SELECT count(*)::bigint AS n,
@@ -78,7 +83,7 @@ async function timeSample(tx: Queryable, source: string, rows: number): Promise<
     FROM ${sql.raw(source)} TABLESAMPLE SYSTEM (${sql.raw(percent.toFixed(6))})`.execute(tx);
   const ms = performance.now() - started;
   const s = r.rows[0];
-  return { rows: s.n, ms, rowBytes: s.row_bytes ?? 0, keyBytes: s.key_bytes ?? 0 };
+  return { rows: s.n, percent, ms, rowBytes: s.row_bytes ?? 0, keyBytes: s.key_bytes ?? 0 };
 }
 
 function estimateSeconds(rows: number, sample: Sample, concurrency: number): number {
