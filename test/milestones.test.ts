@@ -54,6 +54,17 @@ async function milestoneEvents(): Promise<any[]> {
     FROM eventstore.events2 WHERE aggregate_type = 'milestone' ORDER BY instance_id, "sequence"`);
 }
 
+/** Waits until some session of this database is blocked by the `holder` client's locks. */
+async function waitForLockWait(holder: { query: (q: string) => Promise<{ rows: any[] }> }): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const r = await holder.query(`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND pg_backend_pid() = ANY (pg_blocking_pids(pid))`);
+    if (r.rows[0].n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the step never waited for the concurrent writer');
+}
+
 const brief = (events: any[]) => events.map((e) => `${e.instance_id}#${e.sequence} ${e.event_type.replace('milestone.v2.', '')} ${e.payload.type}`);
 
 async function stepRow(id = 'milestones-v2'): Promise<any> {
@@ -263,6 +274,53 @@ describe('milestones-v2 step', () => {
     const rerun = await migrate(database, options([step]));
     expect(rerun.steps[0].summary).toMatchObject({ instancesConverted: 2, instancesSkipped: 3, reachedEvents: 2 });
     expect(brief(await milestoneEvents())).toEqual(rows.map(([id]) => `${id}#1 reached InstanceCreated`));
+  });
+
+  it('does not collide with a concurrent writer that appends to a milestone aggregate mid-run', async () => {
+    await arrange(SAMPLE);
+    // A writer that does not lock (as the reference's SQL push function): its uncommitted event takes
+    // sequence 1 of i1, so the step's insert waits on the primary key, collides, and redoes the batch.
+    const writer = await tdb.client();
+    await writer.query('BEGIN');
+    await writer.query(`INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, "sequence",
+      revision, created_at, payload, creator, owner, "position", in_tx_order)
+      VALUES ('i1', 'milestone', 'i1', 'milestone.v2.reached', 1, 2, now(), '{"type":"AuthenticationSucceededOnInstance"}',
+      '', 'i1', EXTRACT(EPOCH FROM now()), 1)`);
+    const running = migrate(database, options([milestonesStep]));
+    await waitForLockWait(writer);
+    await writer.query('COMMIT');
+    expect((await running).steps[0].status).toBe('succeeded');
+    expect(brief(await milestoneEvents()).filter((e) => e.startsWith('i1'))).toEqual([
+      'i1#1 reached AuthenticationSucceededOnInstance',
+      'i1#2 reached InstanceCreated',
+      'i1#3 pushed InstanceCreated',
+      'i1#4 reached ProjectCreated',
+    ]);
+  });
+
+  it('waits for a writer holding the latest row of a milestone aggregate, then appends after it', async () => {
+    await arrange(SAMPLE);
+    await addEvent('i2', 1, 'milestone.v2.reached', { type: 'ProjectCreated' });
+    // A writer as the reference's Go pusher: lock the aggregate's latest event, append the next one.
+    const writer = await tdb.client();
+    await writer.query('BEGIN');
+    await writer.query(`SELECT 1 FROM eventstore.events2 WHERE instance_id = 'i2' AND aggregate_type = 'milestone'
+      AND aggregate_id = 'i2' AND "sequence" = 1 FOR NO KEY UPDATE`);
+    await writer.query(`INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, "sequence",
+      revision, created_at, payload, creator, owner, "position", in_tx_order)
+      VALUES ('i2', 'milestone', 'i2', 'milestone.v2.reached', 2, 2, now(), '{"type":"AuthenticationSucceededOnApplication"}',
+      '', 'i2', EXTRACT(EPOCH FROM now()), 1)`);
+    const running = migrate(database, options([milestonesStep]));
+    await waitForLockWait(writer);
+    await writer.query('COMMIT');
+    expect((await running).steps[0].status).toBe('succeeded');
+    expect(brief(await milestoneEvents()).filter((e) => e.startsWith('i2'))).toEqual([
+      'i2#1 reached ProjectCreated',
+      'i2#2 reached AuthenticationSucceededOnApplication',
+      'i2#3 reached InstanceCreated',
+      'i2#4 reached ApplicationCreated',
+      'i2#5 pushed ApplicationCreated',
+    ]);
   });
 
   it('plans exactly what the run then does, read-only, also before events2 exists', async () => {
