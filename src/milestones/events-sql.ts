@@ -63,7 +63,7 @@ export function conversionCtes(range: InstanceRange, events2Exists: boolean): Ra
   return sql`
     names (type, name) AS (SELECT * FROM unnest(${types}::smallint[], ${names}::text[])),
     batch AS (
-      SELECT DISTINCT m.instance_id FROM projections.milestones m
+      SELECT DISTINCT m.instance_id FROM projections.milestones m JOIN names n ON n.type = m.type
       WHERE m.reached_date IS NOT NULL AND ${inRange(range)}
     ),
     wanted AS (
