@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import type { ProjectionModel } from './model.js';
+import { addToPosition, comparePositions, minPosition, positionSpan } from './position.js';
+import type { ProjectionEvent } from './types.js';
+
+/** Anything that runs a query: a pool, a client, or an adapter over a kysely transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = any>(text: string | pg.QueryConfig, values?: unknown[]): Promise<{ rows: R[] }>;
+}
+
+/** Where a projection stands in one instance's stream: the last event it processed. */
+export interface StreamKey {
+  readonly position: string;
+  readonly inTxOrder: number;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly sequence: number;
+}
+
+/**
+ * The end point of a prefill: an exclusive upper bound on `position` below which no event can still
+ * appear. Transactions still open may commit events whose position (their start, or the insert time)
+ * lies before events already visible, so the bound is the start of the oldest open transaction in this
+ * database, or the current time when none is open. Waits up to `waitMs` for open transactions to end
+ * so the bound is not held back by a short write.
+ */
+export async function captureEndPoint(db: Queryable, waitMs = 2000): Promise<{ position: string; openTransactions: number }> {
+  const started = Date.now();
+  for (;;) {
+    const r = await db.query<{ bound: string; open: string }>(`
+      WITH open AS (
+        SELECT xact_start FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND xact_start IS NOT NULL)
+      SELECT EXTRACT(EPOCH FROM LEAST(statement_timestamp(), (SELECT min(xact_start) FROM open)))::numeric::text AS bound,
+             (SELECT count(*) FROM open)::text AS open`);
+    const { bound, open } = r.rows[0];
+    if (Number(open) === 0 || Date.now() - started >= waitMs) return { position: bound, openTransactions: Number(open) };
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/** Instance ids present in `eventstore.events2`, by a skip scan over the index led by instance_id. */
+export async function listInstances(db: Queryable): Promise<string[]> {
+  const r = await db.query<{ instance_id: string }>(`
+    WITH RECURSIVE i(instance_id) AS (
+      (SELECT instance_id FROM eventstore.events2 ORDER BY instance_id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT e.instance_id FROM eventstore.events2 e WHERE e.instance_id > i.instance_id ORDER BY e.instance_id LIMIT 1)
+      FROM i WHERE i.instance_id IS NOT NULL)
+    SELECT instance_id FROM i WHERE instance_id IS NOT NULL`);
+  return r.rows.map((x) => x.instance_id);
+}
+
+const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"`;
+const AFTER = (n: number) => `(${ORDER}) > ($${n}::numeric, $${n + 1}::int, $${n + 2}::text, $${n + 3}::text, $${n + 4}::bigint)`;
+const keyValues = (k: StreamKey) => [k.position, k.inTxOrder, k.aggregateType, k.aggregateId, k.sequence];
+
+/** Events a projection still has to process in one instance, and where they start. */
+export interface Backlog {
+  readonly instanceId: string;
+  readonly events: number;
+  readonly firstPosition: string | null;
+}
+
+/** Counts, per instance, the projection's events after `from` and before the end point. One round trip. */
+export async function countBacklog(
+  db: Queryable,
+  model: ProjectionModel,
+  instances: readonly string[],
+  from: ReadonlyMap<string, StreamKey>,
+  endPoint: string,
+): Promise<Backlog[]> {
+  const keys = instances.map((i) => from.get(i));
+  const r = await db.query<{ instance_id: string; n: string; first: string | null }>(
+    `SELECT s.instance_id, c.n::text, c.first::text
+     FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[])
+          AS s(instance_id, p, o, t, a, q),
+     LATERAL (SELECT count(*) AS n, min(e."position") AS first FROM eventstore.events2 e
+              WHERE e.instance_id = s.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
+                AND e."position" < $9::numeric
+                AND (s.p IS NULL OR (e."position", e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.p, s.o, s.t, s.a, s.q))) AS c`,
+    [
+      instances,
+      keys.map((k) => k?.position ?? null),
+      keys.map((k) => k?.inTxOrder ?? null),
+      keys.map((k) => k?.aggregateType ?? null),
+      keys.map((k) => k?.aggregateId ?? null),
+      keys.map((k) => k?.sequence ?? null),
+      model.aggregateTypes,
+      model.eventTypes,
+      endPoint,
+    ],
+  );
+  return r.rows.map((x) => ({ instanceId: x.instance_id, events: Number(x.n), firstPosition: x.first }));
+}
+
+// Every column as text: exact positions and microsecond timestamps, and one JSON.parse per payload.
+const RAW: pg.CustomTypesConfig = { getTypeParser: () => (v: string) => v } as pg.CustomTypesConfig;
+
+/**
+ * Reads one instance's events for a projection in order, in batches of at most `batchSize`. Each query
+ * covers a window of positions sized to hold about one batch, so it reads only the index entries it
+ * returns (the index orders by event type before position, so an unbounded "next N" query would sort
+ * the whole remaining stream each time). Correctness does not depend on the window: rows are taken in
+ * key order after the last one returned, and a full batch restarts the window at its last position.
+ */
+export class EventReader {
+  private key: StreamKey | null;
+  private scanFrom: string;
+  private delta: number;
+  private finished = false;
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly model: ProjectionModel,
+    private readonly instanceId: string,
+    from: StreamKey | null,
+    backlog: Backlog,
+    private readonly endPoint: string,
+    private readonly batchSize: number,
+  ) {
+    this.key = from;
+    this.scanFrom = from?.position ?? backlog.firstPosition ?? endPoint;
+    const span = Math.max(positionSpan(this.scanFrom, endPoint), 0);
+    this.delta = Math.max(0.001, (span * batchSize) / Math.max(backlog.events, 1));
+  }
+
+  /** The next batch in order (up to `batchSize` events), or null when the end point is reached. */
+  async next(): Promise<ProjectionEvent[] | null> {
+    const batch: ProjectionEvent[] = [];
+    while (!this.finished && batch.length < this.batchSize / 2) {
+      const limit = this.batchSize - batch.length;
+      const windowEnd = minPosition(addToPosition(this.scanFrom, this.delta), this.endPoint);
+      const events = await this.read(windowEnd, limit);
+      batch.push(...events);
+      if (events.length) this.key = events[events.length - 1];
+      if (events.length === limit) {
+        // The window held more: go on from the last event, with a smaller window if this one alone overflowed.
+        this.scanFrom = this.key!.position;
+        if (limit === this.batchSize) this.delta = Math.max(0.001, this.delta / 2);
+        break;
+      }
+      this.scanFrom = windowEnd;
+      if (comparePositions(windowEnd, this.endPoint) >= 0) this.finished = true;
+      this.delta = Math.min(this.delta * Math.min(8, limit / Math.max(events.length, 1)), 1e12);
+    }
+    return batch.length ? batch : null;
+  }
+
+  private async read(windowEnd: string, limit: number): Promise<ProjectionEvent[]> {
+    const values: unknown[] = [this.instanceId, this.model.aggregateTypes, this.model.eventTypes, this.scanFrom, windowEnd, limit];
+    if (this.key) values.push(...keyValues(this.key));
+    const r = await this.db.query({
+      text: `SELECT aggregate_type, aggregate_id, event_type, "sequence", revision, creator, owner, payload, "position", in_tx_order,
+               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+             FROM eventstore.events2
+             WHERE instance_id = $1 AND aggregate_type = ANY($2) AND event_type = ANY($3)
+               AND "position" >= $4::numeric AND "position" < $5::numeric${this.key ? ` AND ${AFTER(7)}` : ''}
+             ORDER BY ${ORDER} LIMIT $6`,
+      values,
+      types: RAW,
+    });
+    return r.rows.map((row) => toEvent(this.instanceId, row));
+  }
+}
+
+function toEvent(instanceId: string, row: Record<string, string | null>): ProjectionEvent {
+  return {
+    instanceId,
+    aggregateType: row.aggregate_type!,
+    aggregateId: row.aggregate_id!,
+    eventType: row.event_type!,
+    sequence: Number(row.sequence),
+    revision: Number(row.revision),
+    createdAt: row.created_at!,
+    payload: row.payload === null ? null : JSON.parse(row.payload),
+    creator: row.creator!,
+    owner: row.owner!,
+    position: row.position!,
+    inTxOrder: Number(row.in_tx_order),
+  };
+}

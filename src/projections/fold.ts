@@ -1,0 +1,113 @@
+import { keyString, type Op, type ProjectionModel, type TableModel } from './model.js';
+import type { ColumnValue } from './types.js';
+
+type Values = Readonly<Record<string, ColumnValue>>;
+
+/** The net effect of a batch on one row: a full row, a partial update of a stored row, or a deletion. */
+type Entry =
+  | { kind: 'row'; row: Record<string, ColumnValue> }
+  | { kind: 'patch'; key: Values; set: Record<string, ColumnValue> }
+  | { kind: 'deleted'; key: Values };
+
+/** What a folded batch writes to one table, in this order: cascades, deletions, upserts, updates. */
+export interface TableWrites {
+  readonly table: TableModel;
+  /** deleteWhere matches grouped by the columns they match on. */
+  readonly cascades: ReadonlyMap<string, readonly Values[]>;
+  readonly deletes: readonly Values[];
+  readonly upserts: readonly Values[];
+  readonly patches: readonly { readonly key: Values; readonly set: Values }[];
+}
+
+/**
+ * Folds the changes of many events into one net change per row (keyed by primary key), so a batch is
+ * written with a few set-based statements. Order is preserved where it matters: a `deleteWhere` is
+ * applied to the rows already folded, and written before every other change of the batch, which is
+ * equivalent because it only matches rows stored before the batch or folded before it.
+ */
+export class BatchFold {
+  private readonly entries = new Map<TableModel, Map<string, Entry>>();
+  private readonly cascades = new Map<TableModel, Map<string, Map<string, Values>>>();
+
+  constructor(private readonly model: ProjectionModel) {
+    for (const t of model.tables) {
+      this.entries.set(t, new Map());
+      this.cascades.set(t, new Map());
+    }
+  }
+
+  /** Applies the validated changes of one event. */
+  apply(ops: readonly Op[]): void {
+    for (const op of ops) {
+      switch (op.kind) {
+        case 'upsert':
+          this.entries.get(op.table)!.set(keyString(op.table, op.row), { kind: 'row', row: { ...op.row } });
+          break;
+        case 'update':
+          this.update(op.table, op.key, op.set);
+          break;
+        case 'delete':
+          this.remove(op.table, op.key);
+          break;
+        case 'deleteWhere':
+          this.deleteWhere(op.table, op.match);
+          break;
+      }
+    }
+  }
+
+  private update(t: TableModel, key: Values, set: Values): void {
+    const map = this.entries.get(t)!;
+    const k = keyString(t, key);
+    const e = map.get(k);
+    if (!e) map.set(k, { kind: 'patch', key, set: { ...set } });
+    else if (e.kind === 'row') Object.assign(e.row, set);
+    else if (e.kind === 'patch') Object.assign(e.set, set);
+    // A deleted row stays deleted: an UPDATE would have matched nothing.
+  }
+
+  private remove(t: TableModel, key: Values): void {
+    this.entries.get(t)!.set(keyString(t, key), { kind: 'deleted', key });
+    for (const child of t.children) {
+      const childKey: Record<string, ColumnValue> = {};
+      for (const [c, p] of Object.entries(child.columns)) childKey[c] = key[p];
+      this.remove(child.table, childKey);
+    }
+  }
+
+  private deleteWhere(t: TableModel, match: Values): void {
+    const cols = Object.keys(match).sort();
+    const sig = cols.join(',');
+    let group = this.cascades.get(t)!.get(sig);
+    if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
+    group.set(JSON.stringify(cols.map((c) => match[c])), match);
+    for (const e of [...this.entries.get(t)!.values()]) {
+      if (e.kind === 'row' && cols.every((c) => e.row[c] === match[c])) {
+        this.remove(t, Object.fromEntries(t.primaryKey.map((k) => [k, e.row[k]])));
+      }
+    }
+  }
+
+  /** Number of rows changed so far (for reports). */
+  get size(): number {
+    let n = 0;
+    for (const m of this.entries.values()) n += m.size;
+    return n;
+  }
+
+  /** The writes per table, parents first. */
+  writes(): TableWrites[] {
+    return this.model.tables.map((table) => {
+      const deletes: Values[] = [];
+      const upserts: Values[] = [];
+      const patches: { key: Values; set: Values }[] = [];
+      for (const e of this.entries.get(table)!.values()) {
+        if (e.kind === 'deleted') deletes.push(e.key);
+        else if (e.kind === 'row') upserts.push(e.row);
+        else patches.push({ key: e.key, set: e.set });
+      }
+      const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()]]));
+      return { table, cascades, deletes, upserts, patches };
+    });
+  }
+}

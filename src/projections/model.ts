@@ -1,0 +1,205 @@
+import { ConfigError } from '../errors.js';
+import { isTimestamp } from './payload.js';
+import type { ColumnDefinition, ColumnValue, ProjectionDefinition, ProjectionEvent, Reducer, Row, TableDefinition } from './types.js';
+
+/** A table definition checked and prepared for the engine. */
+export interface TableModel {
+  readonly def: TableDefinition;
+  readonly name: string;
+  readonly columns: ReadonlyMap<string, ColumnDefinition>;
+  readonly columnNames: readonly string[];
+  readonly primaryKey: readonly string[];
+  readonly nonKey: readonly string[];
+  /** Child tables with the mapping child column → parent column. */
+  readonly children: readonly { readonly table: TableModel; readonly columns: Readonly<Record<string, string>> }[];
+}
+
+/** A projection definition checked and prepared for the engine. */
+export interface ProjectionModel {
+  readonly def: ProjectionDefinition;
+  readonly name: string;
+  /** Parents before children. */
+  readonly tables: readonly TableModel[];
+  readonly byName: ReadonlyMap<string, TableModel>;
+  readonly aggregateTypes: readonly string[];
+  readonly eventTypes: readonly string[];
+  reducer(aggregateType: string, eventType: string): Reducer | undefined;
+}
+
+/** One change an event makes, validated against the table model. */
+export type Op =
+  | { readonly kind: 'upsert'; readonly table: TableModel; readonly row: Readonly<Record<string, ColumnValue>> }
+  | { readonly kind: 'update'; readonly table: TableModel; readonly key: Readonly<Record<string, ColumnValue>>; readonly set: Readonly<Record<string, ColumnValue>> }
+  | { readonly kind: 'delete'; readonly table: TableModel; readonly key: Readonly<Record<string, ColumnValue>> }
+  | { readonly kind: 'deleteWhere'; readonly table: TableModel; readonly match: Readonly<Record<string, ColumnValue>> };
+
+const IDENT = /^[a-z_][a-z0-9_]*$/;
+const TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
+
+/** Checks a definition (built-in or loaded from a file) and prepares it. Throws ConfigError listing every problem. */
+export function compileProjection(def: ProjectionDefinition): ProjectionModel {
+  const problems: string[] = [];
+  const where = `projection ${JSON.stringify(def?.name)}`;
+  if (typeof def?.name !== 'string' || def.name === '') problems.push('a projection needs a non-empty string `name`');
+  if (!Array.isArray(def?.tables) || def.tables.length === 0) problems.push(`${where}: \`tables\` must be a non-empty array`);
+  if (typeof def?.reducers !== 'object' || def.reducers === null) problems.push(`${where}: \`reducers\` must be an object`);
+  if (problems.length) throw new ConfigError(problems.join('\n'));
+  const byName = new Map<string, TableModel>();
+  const tables: TableModel[] = [];
+  for (const t of def.tables) {
+    const model = compileTable(t, byName, problems, where);
+    if (model) {
+      byName.set(model.name, model);
+      tables.push(model);
+    }
+  }
+  const aggregateTypes: string[] = [];
+  const eventTypes = new Set<string>();
+  for (const [agg, events] of Object.entries(def.reducers)) {
+    aggregateTypes.push(agg);
+    for (const [type, fn] of Object.entries(events ?? {})) {
+      if (typeof fn !== 'function') problems.push(`${where}: reducer for ${agg}/${type} is not a function`);
+      eventTypes.add(type);
+    }
+  }
+  if (eventTypes.size === 0) problems.push(`${where}: no reducers`);
+  if (problems.length) throw new ConfigError(problems.join('\n'));
+  return {
+    def,
+    name: def.name,
+    tables,
+    byName,
+    aggregateTypes,
+    eventTypes: [...eventTypes],
+    reducer: (agg, type) => def.reducers[agg]?.[type],
+  };
+}
+
+function compileTable(t: TableDefinition, known: Map<string, TableModel>, problems: string[], where: string): TableModel | undefined {
+  if (typeof t?.name !== 'string' || !TABLE.test(t.name)) {
+    problems.push(`${where}: table name ${JSON.stringify(t?.name)} must be schema.table in lower case`);
+    return undefined;
+  }
+  const columns = new Map<string, ColumnDefinition>();
+  for (const c of t.columns ?? []) {
+    if (typeof c?.name !== 'string' || !IDENT.test(c.name)) problems.push(`${where}: ${t.name}: bad column name ${JSON.stringify(c?.name)}`);
+    else if (!COLUMN_TYPES.has(c.type)) problems.push(`${where}: ${t.name}.${c.name}: unknown type ${JSON.stringify(c.type)}`);
+    else columns.set(c.name, c);
+  }
+  const pk = t.primaryKey ?? [];
+  if (pk.length === 0) problems.push(`${where}: ${t.name} needs a primary key`);
+  for (const k of pk) if (!columns.has(k)) problems.push(`${where}: ${t.name}: primary key column ${k} is not a column`);
+  const model: TableModel = {
+    def: t,
+    name: t.name,
+    columns,
+    columnNames: [...columns.keys()],
+    primaryKey: pk,
+    nonKey: [...columns.keys()].filter((c) => !pk.includes(c)),
+    children: [],
+  };
+  if (t.parent) {
+    const parent = known.get(t.parent.table);
+    if (!parent) problems.push(`${where}: ${t.name}: parent ${t.parent.table} must be listed before it`);
+    else (parent.children as TableModel['children'][number][]).push({ table: model, columns: t.parent.columns });
+  }
+  return model;
+}
+
+const COLUMN_TYPES = new Set(['text', 'smallint', 'integer', 'bigint', 'numeric', 'boolean', 'timestamptz', 'jsonb', 'text[]', 'smallint[]']);
+
+const RANGES: Record<string, readonly [number, number]> = {
+  smallint: [-32768, 32767],
+  integer: [-2147483648, 2147483647],
+  bigint: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+/** Throws unless `value` fits the column; the engine validates before writing so one bad event cannot fail a batch. */
+export function checkValue(table: TableModel, column: string, value: ColumnValue | undefined): ColumnValue {
+  const col = table.columns.get(column);
+  if (!col) throw new TypeError(`${table.name} has no column ${column}`);
+  if (value === undefined || value === null) {
+    if (!col.nullable) throw new TypeError(`${table.name}.${column} must not be null`);
+    return null;
+  }
+  const bad = () => new TypeError(`${table.name}.${column} (${col.type}) cannot hold ${JSON.stringify(value)}`);
+  const range = RANGES[col.type] ?? RANGES[col.type.replace('[]', '')];
+  switch (col.type) {
+    case 'text':
+      if (typeof value !== 'string' || value.includes('\u0000')) throw bad();
+      return value;
+    case 'smallint':
+    case 'integer':
+    case 'bigint':
+      if (!Number.isInteger(value) || (value as number) < range[0] || (value as number) > range[1]) throw bad();
+      return value;
+    case 'numeric':
+      if (!(typeof value === 'number' && Number.isFinite(value)) && !(typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value))) throw bad();
+      return value;
+    case 'boolean':
+      if (typeof value !== 'boolean') throw bad();
+      return value;
+    case 'timestamptz':
+      if (typeof value !== 'string' || !isTimestamp(value)) throw bad();
+      return value;
+    case 'jsonb':
+      return value;
+    case 'text[]':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw bad();
+      return value;
+    case 'smallint[]':
+      if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && v >= range[0] && v <= range[1])) throw bad();
+      return value;
+  }
+}
+
+/** Runs the reducer for `event` and returns its validated changes. Throws if the reducer or a value is bad. */
+export function reduceEvent(model: ProjectionModel, event: ProjectionEvent): Op[] {
+  const reducer = model.reducer(event.aggregateType, event.eventType);
+  if (!reducer) return [];
+  const ops: Op[] = [];
+  const table = (name: string) => {
+    const t = model.byName.get(name);
+    if (!t) throw new TypeError(`projection ${model.name} has no table ${name}`);
+    return t;
+  };
+  reducer(event, {
+    upsert: (name, row) => ops.push({ kind: 'upsert', table: table(name), row: fullRow(table(name), row) }),
+    update: (name, key, set) => ops.push({ kind: 'update', table: table(name), key: keyOf(table(name), key), set: partial(table(name), set, true) }),
+    delete: (name, key) => ops.push({ kind: 'delete', table: table(name), key: keyOf(table(name), key) }),
+    deleteWhere: (name, match) => ops.push({ kind: 'deleteWhere', table: table(name), match: partial(table(name), match, false) }),
+  });
+  return ops;
+}
+
+function fullRow(t: TableModel, row: Row): Record<string, ColumnValue> {
+  const out: Record<string, ColumnValue> = {};
+  for (const k of Object.keys(row)) if (!t.columns.has(k)) throw new TypeError(`${t.name} has no column ${k}`);
+  for (const [name, col] of t.columns) out[name] = checkValue(t, name, row[name] === undefined ? col.default : row[name]);
+  return out;
+}
+
+function keyOf(t: TableModel, key: Row): Record<string, ColumnValue> {
+  const out: Record<string, ColumnValue> = {};
+  for (const k of t.primaryKey) {
+    if (key[k] === undefined || key[k] === null) throw new TypeError(`key of ${t.name} lacks ${k}`);
+    out[k] = checkValue(t, k, key[k]);
+  }
+  return out;
+}
+
+function partial(t: TableModel, values: Row, forbidKey: boolean): Record<string, ColumnValue> {
+  const out: Record<string, ColumnValue> = {};
+  for (const [k, v] of Object.entries(values)) {
+    if (v === undefined) continue;
+    if (forbidKey && t.primaryKey.includes(k)) throw new TypeError(`update of ${t.name} must not change key column ${k}`);
+    out[k] = checkValue(t, k, v);
+  }
+  if (!forbidKey && Object.keys(out).length === 0) throw new TypeError(`deleteWhere on ${t.name} needs at least one column`);
+  return out;
+}
+
+/** The primary key of a row as a Map key. */
+export function keyString(t: TableModel, row: Readonly<Record<string, ColumnValue>>): string {
+  return t.primaryKey.length === 1 ? String(row[t.primaryKey[0]]) : JSON.stringify(t.primaryKey.map((k) => row[k]));
+}

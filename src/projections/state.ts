@@ -1,0 +1,117 @@
+import type { Queryable, StreamKey } from './events.js';
+import type { ProjectionEvent } from './types.js';
+
+/** A projection's recorded position in one instance (`projections.current_states`). */
+export interface CurrentState {
+  readonly key: StreamKey;
+  /** Events processed so far at exactly `key.position` (the reference's `filter_offset`). */
+  readonly filterOffset: number;
+}
+
+/** An event a reducer could not apply. */
+export interface FailedEvent {
+  readonly event: ProjectionEvent;
+  readonly error: string;
+}
+
+/**
+ * Reads the projection's recorded positions per instance. Rows written by an older version of the
+ * application carry no `in_tx_order`; it is looked up from the event they name, so the stream can
+ * continue exactly after it.
+ */
+export async function readStates(db: Queryable, projection: string): Promise<Map<string, CurrentState>> {
+  const r = await db.query<{
+    instance_id: string; position: string | null; in_tx_order: number | null; aggregate_type: string | null;
+    aggregate_id: string | null; sequence: number | null; filter_offset: number | null; event_in_tx_order: number | null;
+  }>(
+    `SELECT s.instance_id, s."position"::text AS position, s.in_tx_order, s.aggregate_type, s.aggregate_id, s."sequence",
+            s.filter_offset,
+            CASE WHEN s.in_tx_order IS NULL THEN (
+              SELECT e.in_tx_order FROM eventstore.events2 e
+              WHERE e.instance_id = s.instance_id AND e.aggregate_type = s.aggregate_type
+                AND e.aggregate_id = s.aggregate_id AND e."sequence" = s."sequence") END AS event_in_tx_order
+     FROM projections.current_states s
+     WHERE s.projection_name = $1 AND s."position" IS NOT NULL`,
+    [projection],
+  );
+  const out = new Map<string, CurrentState>();
+  for (const x of r.rows) {
+    out.set(x.instance_id, {
+      key: {
+        position: x.position!,
+        inTxOrder: x.in_tx_order ?? x.event_in_tx_order ?? 0,
+        aggregateType: x.aggregate_type ?? '',
+        aggregateId: x.aggregate_id ?? '',
+        sequence: Number(x.sequence ?? 0),
+      },
+      filterOffset: x.filter_offset ?? 0,
+    });
+  }
+  return out;
+}
+
+/** Whether `current_states` exists (a read-only dry-run must not assume it). */
+export async function hasStatesTable(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ t: string | null }>(`SELECT to_regclass('projections.current_states')::text AS t`);
+  return r.rows[0].t !== null;
+}
+
+/** Upserts the projection's position after `last`, inside the caller's transaction. */
+export async function writeState(db: Queryable, projection: string, last: ProjectionEvent, filterOffset: number): Promise<void> {
+  await db.query(
+    `INSERT INTO projections.current_states
+       (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order)
+     VALUES ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7::numeric, $8, $9)
+     ON CONFLICT (projection_name, instance_id) DO UPDATE SET
+       last_updated = EXCLUDED.last_updated, aggregate_id = EXCLUDED.aggregate_id, aggregate_type = EXCLUDED.aggregate_type,
+       "sequence" = EXCLUDED."sequence", event_date = EXCLUDED.event_date, "position" = EXCLUDED."position",
+       filter_offset = EXCLUDED.filter_offset, in_tx_order = EXCLUDED.in_tx_order`,
+    [projection, last.instanceId, last.aggregateId, last.aggregateType, last.sequence, last.createdAt, last.position, filterOffset, last.inTxOrder],
+  );
+}
+
+/** Records failed events in `projections.failed_events2` (one statement), counting repeated failures. */
+export async function recordFailures(db: Queryable, projection: string, instanceId: string, failures: readonly FailedEvent[]): Promise<void> {
+  if (failures.length === 0) return;
+  const rows = failures.map((f) => ({
+    aggregate_type: f.event.aggregateType,
+    aggregate_id: f.event.aggregateId,
+    created_at: f.event.createdAt,
+    sequence: f.event.sequence,
+    error: f.error,
+  }));
+  await db.query(
+    `INSERT INTO projections.failed_events2
+       (projection_name, instance_id, aggregate_type, aggregate_id, event_creation_date, failed_sequence, failure_count, error, last_failed)
+     SELECT $1, $2, r.aggregate_type, r.aggregate_id, r.created_at, r."sequence", 1, r.error, statement_timestamp()
+     FROM jsonb_to_recordset($3::jsonb) AS r(aggregate_type text, aggregate_id text, created_at timestamptz, "sequence" bigint, error text)
+     ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence) DO UPDATE SET
+       failure_count = projections.failed_events2.failure_count + 1, error = EXCLUDED.error, last_failed = EXCLUDED.last_failed`,
+    [projection, instanceId, JSON.stringify(rows)],
+  );
+}
+
+/** Tracks `filter_offset`: how many events of the stream share the position of the last one processed. */
+export class OffsetCounter {
+  constructor(
+    private position: string | null,
+    private count: number,
+  ) {}
+
+  add(event: ProjectionEvent): void {
+    if (this.position !== null && samePosition(this.position, event.position)) this.count++;
+    else {
+      this.position = event.position;
+      this.count = 1;
+    }
+  }
+
+  get value(): number {
+    return this.count;
+  }
+}
+
+function samePosition(a: string, b: string): boolean {
+  const norm = (s: string) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s);
+  return a === b || norm(a) === norm(b);
+}

@@ -1,0 +1,107 @@
+import { CompiledQuery } from 'kysely';
+import type { Database, Tx } from '../src/db/connection.js';
+import { captureEndPoint, type Queryable } from '../src/projections/events.js';
+import { existingTables } from '../src/projections/ddl.js';
+import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
+import type { ProjectionModel } from '../src/projections/model.js';
+import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
+import type { Step, StepPlan } from '../src/step.js';
+
+/** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
+const ESTIMATED_EVENTS_PER_SECOND = 50_000;
+
+/**
+ * The end point shared by the projection steps of one run: captured once, when the first of them
+ * starts, so every projection stops at the same place in the stream.
+ */
+export class SharedEndPoint {
+  private captured: Promise<{ position: string; openTransactions: number }> | undefined;
+
+  get(database: Database): Promise<{ position: string; openTransactions: number }> {
+    this.captured ??= captureEndPoint(database.pool);
+    return this.captured;
+  }
+}
+
+/** A step that prefills one projection. Its id is `projection:<name>`. */
+export interface ProjectionStep extends Step<null> {
+  readonly model: ProjectionModel;
+}
+
+export function isProjectionStep(step: Step<any>): step is ProjectionStep {
+  return step.id.startsWith('projection:') && 'model' in step;
+}
+
+function onTx(tx: Tx): Queryable {
+  return { query: async (text, values) => tx.executeQuery(CompiledQuery.raw(String(text), values ?? [])) as Promise<{ rows: any[] }> };
+}
+
+/** One prefill step per projection, all stopping at one shared end point. */
+export function projectionSteps(models: readonly ProjectionModel[], options: { batchSize?: number; endPoint?: SharedEndPoint } = {}): ProjectionStep[] {
+  const endPoint = options.endPoint ?? new SharedEndPoint();
+  return models.map((model) => ({
+    id: `projection:${model.name}`,
+    title: `prefill ${model.name}`,
+    model,
+    async plan(ctx): Promise<StepPlan> {
+      const db = onTx(ctx.tx);
+      const bound = await captureEndPoint(db, 0);
+      const tables = await existingTables(db, model);
+      const { states, backlog, events } = await projectionBacklog(db, model, bound.position);
+      const positions = [...states.values()].map((s) => s.key.position).sort((a, b) => Number(a) - Number(b));
+      return {
+        action: events === 0 ? `nothing to do: ${model.name} is at the head` : `apply ${events} events to ${model.name}`,
+        willChange: events > 0 || tables.length < model.tables.length,
+        details: {
+          eventsToProcess: events,
+          instancesWithEvents: backlog.length,
+          instancesRecorded: states.size,
+          currentPosition: positions.length ? `${positions[0]}${positions.length > 1 ? ` … ${positions[positions.length - 1]}` : ''}` : 'none (never prefilled)',
+          tables: model.tables.map((t) => `${t.name} (${tables.includes(t.name) ? 'exists' : 'will be created'})`).join(', '),
+          endPoint: bound.position,
+        },
+        estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
+        notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
+      };
+    },
+    async run(ctx) {
+      const bound = await endPoint.get(ctx.database);
+      if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
+      const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize }, ctx);
+      const message = r.atHead
+        ? `${model.name} already at the head (end point ${r.endPoint})`
+        : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +
+          (r.failedEvents ? `, ${r.failedEvents} failed (see projections.failed_events2)` : '');
+      return { message, ...r };
+    },
+  }));
+}
+
+/** The projection steps for a selection (built-ins, a custom module, a name filter). */
+export async function loadProjectionSteps(selection: ProjectionSelection & { batchSize?: number } = {}): Promise<ProjectionStep[]> {
+  return projectionSteps(await selectProjections(selection), { batchSize: selection.batchSize });
+}
+
+/**
+ * Makes succeeded projection steps run again when events arrived after their recorded position, so a
+ * rerun catches up: the runner skips succeeded steps, and a projection, unlike a one-time migration,
+ * can fall behind again. Projections at the head stay succeeded (and are reported as already done).
+ * Returns the ids reopened.
+ */
+export async function reopenProjectionSteps(database: Database, steps: readonly Step<any>[]): Promise<string[]> {
+  const exists = await database.pool.query(`SELECT to_regclass('zsetup.steps') IS NOT NULL AS t, to_regclass('eventstore.events2') IS NOT NULL AS e`);
+  if (!exists.rows[0].t || !exists.rows[0].e) return [];
+  const projection = steps.filter(isProjectionStep);
+  const done = await database.pool.query<{ id: string }>(`SELECT id FROM zsetup.steps WHERE id = ANY($1) AND status = 'succeeded'`, [projection.map((s) => s.id)]);
+  const ids = new Set(done.rows.map((r) => r.id));
+  const reopened: string[] = [];
+  const bound = await captureEndPoint(database.pool, 0);
+  for (const step of projection) {
+    if (!ids.has(step.id)) continue;
+    const { events } = await projectionBacklog(database.pool, step.model, bound.position);
+    if (events === 0) continue;
+    await database.pool.query(`UPDATE zsetup.steps SET status = 'pending' WHERE id = $1 AND status = 'succeeded'`, [step.id]);
+    reopened.push(step.id);
+  }
+  return reopened;
+}
