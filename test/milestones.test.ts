@@ -5,7 +5,7 @@ import { migrate, type MigrateOptions } from '../src/migrate.js';
 import { rfc3339Nano } from '../src/milestones/events-sql.js';
 import { planMigrate } from '../src/plan.js';
 import { EVENTS2_TABLE_COMPLETE, LEGACY_MILESTONES_TABLE } from '../src/schema.js';
-import type { Step } from '../src/step.js';
+import type { RunEvent, Step } from '../src/step.js';
 import { createMilestonesStep, milestonesStep } from '../steps/02-milestones.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 
@@ -261,6 +261,38 @@ describe('milestones-v2 step', () => {
     const events = await milestoneEvents();
     expect(brief(events)).toEqual(rows.flatMap(([id, , , pushed]) =>
       [`${id}#1 reached InstanceCreated`, ...(pushed ? [`${id}#2 pushed InstanceCreated`] : [])]));
+  });
+
+  it('reports progress in instances and stops between batches when asked, resuming on the next run', async () => {
+    const rows: Row[] = Array.from({ length: 7 }, (_, i): Row => [`inst-${i}`, 1, '2020-01-01 00:00:00+00', null]);
+    await arrange(rows);
+    const step = createMilestonesStep({ batchSize: 3 });
+    const stop = new AbortController();
+    // Ctrl-C arrives while the first batch commits.
+    const stoppedAfterFirstBatch: Step<any> = {
+      ...step,
+      run: (ctx) => step.run({ ...ctx, transaction: async (fn) => {
+        const r = await ctx.transaction(fn);
+        stop.abort('test stop');
+        return r;
+      } }),
+    };
+    const seen: RunEvent[] = [];
+    const stopped = await migrate(database, { ...options([stoppedAfterFirstBatch]), signal: stop.signal, onEvent: (e) => seen.push(e) });
+    expect(stopped.steps[0].status).toBe('interrupted');
+    expect((await stepRow()).checkpoint).toMatchObject({ lastInstanceId: 'inst-2' });
+    expect((await milestoneEvents()).length).toBe(3);
+    const progress = seen.flatMap((e) => (e.type === 'step-progress' ? [e.progress] : []));
+    expect(progress[0]).toMatchObject({ phase: 'convert', done: 0, total: 7, unit: 'instances' });
+    const resumedProgress: number[] = [];
+    const resumed = await migrate(database, {
+      ...options([step]),
+      onEvent: (e) => { if (e.type === 'step-progress') resumedProgress.push(e.progress.done); },
+    });
+    expect(resumed.steps[0].summary).toMatchObject({ instancesConverted: 7, reachedEvents: 7 });
+    expect(resumedProgress[0]).toBe(3);
+    expect(resumedProgress.at(-1)).toBe(7);
+    expect(brief(await milestoneEvents())).toEqual(rows.map(([id]) => `${id}#1 reached InstanceCreated`));
   });
 
   it('writes each event once when a crash also lost the checkpoint', async () => {
