@@ -2,11 +2,13 @@ import { Command } from 'commander';
 import { migrate } from '../../migrate.js';
 import { planMigrate } from '../../plan.js';
 import { loadSteps } from '../../../steps/index.js';
+import { reopenProjectionSteps } from '../../../steps/03-projections.js';
+import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { exitCodeFor } from '../exit-code.js';
 import { renderMigrate, renderPlan } from '../render.js';
 import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
 
-interface MigrateFlags extends CommonFlags {
+interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly dryRun?: boolean;
   readonly only?: string;
   readonly exact?: boolean;
@@ -15,7 +17,7 @@ interface MigrateFlags extends CommonFlags {
 
 /** `zsetup migrate`: run the pending setup steps, or plan them with --dry-run. */
 export function migrateCommand(): Command {
-  return withCommonOptions(new Command('migrate'))
+  return withProjectionOptions(withCommonOptions(new Command('migrate')))
     .description('run the pending setup steps in order (events2 move, milestone conversion, …)')
     .option('--dry-run', 'plan every pending step read-only and report; writes nothing')
     .option('--exact', 'with --dry-run: count rows exactly instead of estimating')
@@ -34,13 +36,14 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
 3 lock wait ran out, 5 refused (unsafe database state, nothing written), 130 interrupted (rerun resumes).`)
     .action(async (flags: MigrateFlags) => {
       process.exitCode = await withSession(flags, async (s) => {
-        const steps = await loadSteps({ initProjections: flags.initProjections });
+        const steps = await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections });
         const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(flags.exact) };
         if (flags.dryRun) {
           const plan = await planMigrate(s.database, { steps, only: flags.only, stepOptions });
           s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
           return plan.steps.some((p) => p.error) ? 1 : 0;
         }
+        if (flags.initProjections) await reopenProjectionSteps(s.database, steps);
         const result = await migrate(s.database, {
           steps,
           only: flags.only,

@@ -1,0 +1,71 @@
+import { Command } from 'commander';
+import { migrate } from '../../migrate.js';
+import { planMigrate } from '../../plan.js';
+import { loadProjectionSteps, reopenProjectionSteps } from '../../../steps/03-projections.js';
+import { exitCodeFor } from '../exit-code.js';
+import { renderMigrate, renderPlan } from '../render.js';
+import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
+
+/** Flags that choose projections; shared by `init-projections` and `migrate --init-projections`. */
+export interface ProjectionFlags {
+  readonly projection?: string[];
+  readonly projections?: string;
+}
+
+/** Adds `--projection <name>` (repeatable) and `--projections <file.js>`. */
+export function withProjectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--projection <name>', 'prefill only this projection, e.g. projections.orgs1 or orgs1 (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--projections <file.js>', 'also prefill the custom projections this ES module exports (`projections` or default export)');
+}
+
+interface InitProjectionsFlags extends CommonFlags, ProjectionFlags {
+  readonly dryRun?: boolean;
+  readonly batchSize?: string;
+}
+
+/** `zsetup init-projections`: prefill the projections from eventstore.events2 up to now. */
+export function initProjectionsCommand(): Command {
+  return withProjectionOptions(withCommonOptions(new Command('init-projections')))
+    .description('prefill the projections (read models) from eventstore.events2, recording positions in projections.current_states')
+    .option('--dry-run', 'per projection: events to process, current position, whether the table exists, estimated time; writes nothing')
+    .option('--concurrency <n>', 'instances prefilled in parallel (default: number of CPUs, at least 2)')
+    .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
+    .addHelpText('after', `
+Built-in projections: projections.instances, projections.orgs1, projections.projects4, projections.apps7,
+projections.users14 (+ users14_humans), projections.milestones3. Tables are created if missing.
+A rerun processes only the events that arrived since; projections at the head are skipped.
+Events a reducer cannot apply are recorded in projections.failed_events2 and skipped.
+
+Examples:
+  $ zsetup init-projections -d "$DATABASE_URL"
+  $ zsetup init-projections --projection orgs1 --projection users14 --dry-run
+  $ zsetup init-projections --projections ./my-projections.js
+
+Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
+3 lock wait ran out, 5 refused (e.g. eventstore.events2 missing: run zsetup migrate first), 130 interrupted.`)
+    .action(async (flags: InitProjectionsFlags) => {
+      process.exitCode = await withSession(flags, async (s) => {
+        const steps = await loadProjectionSteps({ names: flags.projection, file: flags.projections });
+        const stepOptions = { concurrency: s.config.concurrency, exact: true };
+        if (flags.dryRun) {
+          const plan = await planMigrate(s.database, { steps, stepOptions });
+          s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
+          return plan.steps.some((p) => p.error) ? 1 : 0;
+        }
+        const reopened = await reopenProjectionSteps(s.database, steps);
+        if (reopened.length) s.reporter.info(`catching up ${reopened.length} projection(s) with new events: ${reopened.join(', ')}`);
+        const result = await migrate(s.database, {
+          steps,
+          lockWaitMs: s.config.lockWaitMs,
+          stepOptions,
+          signal: s.signal,
+          onEvent: (e) => s.reporter.handle(e),
+          version: VERSION,
+        });
+        const exitCode = exitCodeFor(result.steps);
+        s.output({ database: s.database.displayUrl, exitCode, ...result }, () => renderMigrate(result));
+        return exitCode;
+      });
+    });
+}
