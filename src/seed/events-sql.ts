@@ -1,0 +1,164 @@
+/**
+ * The statement that turns staged scenes into rows of the legacy `eventstore.events`: one row per
+ * template event of a scene, envelope and payload per ../shared/spec/zitadel-events.md §1–§2, and the
+ * old per-instance chaining columns computed with window functions.
+ */
+import { STAGE } from './stage-sql.js';
+
+const S = STAGE;
+const obj = (...pairs: string[]) => `jsonb_build_object(${pairs.join(', ')})`;
+const stripped = (...pairs: string[]) => `jsonb_strip_nulls(${obj(...pairs)})`;
+const hv = (salt: number) => `${S}.h(e.k, ${salt})`;
+const SCOPES = `'["openid", "profile", "email", "offline_access"]'::jsonb`;
+const client = `${S}.client_id(e.app, e.project_id, e.base)`;
+
+/** Payload of each event type; types not listed store SQL NULL (their Payload() is nil). */
+const PAYLOADS: Readonly<Record<string, string>> = {
+  'instance.added': obj(`'name'`, 'e.iname'),
+  'instance.changed': obj(`'name'`, `e.iname || ' ' || ${S}.pick(ARRAY['Production', 'EU', 'US', 'Staging'], ${hv(60)})`),
+  'instance.domain.added': `CASE WHEN e.kind = 'setup' THEN ${obj(`'domain'`, 'e.domain', `'generated'`, 'true')}
+    ELSE ${obj(`'domain'`, `'login' || (${hv(61)} % 100) || '.' || ${S}.org_slug(e.base) || '.example.com'`)} END`,
+  'instance.domain.primary.set': obj(`'domain'`, 'e.domain'),
+  'instance.default.org.set': obj(`'orgId'`, '(e.base + 1)::text'),
+  'instance.iam.project.set': obj(`'iamProjectId'`, '(e.base + 3)::text'),
+  'instance.iam.console.set': obj(`'appId'`, '(e.base + 7)::text', `'clientId'`, `${S}.client_id(e.base + 7, e.base + 3, e.base)`),
+  'instance.default.language.set': `'{"language": "en"}'::jsonb`,
+  'org.added': obj(`'name'`, `CASE WHEN e.kind = 'setup' THEN 'ZITADEL' ELSE ${S}.org_name(e.org_id) END`),
+  'org.changed': obj(`'name'`, `${S}.org_name(e.org_id) || ' (' || ${S}.pick(ARRAY['EMEA', 'Americas', 'APAC'], ${hv(62)}) || ')'`),
+  'org.deactivated': `'{}'::jsonb`,
+  'org.reactivated': `'{}'::jsonb`,
+  'org.domain.added': 'e.org_domain',
+  'org.domain.verified': 'e.org_domain',
+  'org.domain.primary.set': 'e.org_domain',
+  'user.human.added': `CASE WHEN e.kind = 'setup' THEN ${obj(
+    `'userName'`, `'zitadel-admin@zitadel.' || e.domain`, `'firstName'`, `'ZITADEL'`, `'lastName'`, `'Admin'`,
+    `'displayName'`, `'ZITADEL Admin'`, `'email'`, `'zitadel-admin@zitadel.' || e.domain`, `'preferredLanguage'`, `'en'`,
+    `'encodedHash'`, `${S}.bcrypt(e.user_id)`)}
+    ELSE ${stripped(
+      `'userName'`, `${S}.user_name(e.user_id)`, `'firstName'`, `${S}.first_name(e.user_id)`, `'lastName'`, `${S}.last_name(e.user_id)`,
+      `'displayName'`, `${S}.first_name(e.user_id) || ' ' || ${S}.last_name(e.user_id)`,
+      `'email'`, `${S}.user_name(e.user_id) || '@' || ${S}.pick(ARRAY['example.com', 'mail.example.org', 'example.net'], ${S}.h(e.user_id, 63))`,
+      `'preferredLanguage'`, `${S}.pick(ARRAY['en', 'de', 'fr', 'it', 'ja', 'und'], ${S}.h(e.user_id, 64))`,
+      `'gender'`, `CASE WHEN ${S}.h(e.user_id, 65) % 4 = 0 THEN 1 + ${S}.h(e.user_id, 66) % 3 END`,
+      `'encodedHash'`, `CASE WHEN ${S}.h(e.user_id, 67) % 3 <> 0 THEN ${S}.bcrypt(e.user_id) END`,
+      `'changeRequired'`, `CASE WHEN ${S}.h(e.user_id, 68) % 5 = 0 THEN true END`)} END`,
+  'user.machine.added': `CASE WHEN e.kind = 'setup' THEN '{"userName": "login-client", "name": "Automatically Initialized IAM_LOGIN_CLIENT"}'::jsonb
+    ELSE ${stripped(`'userName'`, `'svc-' || ${S}.project_slug(e.user_id) || '-' || (e.user_id % 1000)`,
+      `'name'`, `${S}.project_name(e.user_id) || ' service account'`,
+      `'description'`, `CASE WHEN ${hv(69)} % 2 = 0 THEN 'used by the CI pipeline' END`,
+      `'accessTokenType'`, `CASE WHEN ${hv(70)} % 3 = 0 THEN 1 END`)} END`,
+  'user.human.profile.changed': stripped(`'firstName'`, `${S}.first_name(e.k)`, `'lastName'`, `${S}.last_name(e.user_id)`,
+    `'displayName'`, `${S}.first_name(e.k) || ' ' || ${S}.last_name(e.user_id)`, `'nickName'`, `CASE WHEN ${hv(71)} % 3 = 0 THEN ${S}.first_name(e.k) END`),
+  'user.human.email.changed': obj(`'email'`, `${S}.user_name(e.user_id) || '@' || ${S}.org_slug(e.org_id) || '.example.com'`),
+  'user.human.password.changed': stripped(`'encodedHash'`, `${S}.bcrypt(e.k)`, `'changeRequired'`, 'false',
+    `'triggerOrigin'`, `CASE WHEN ${hv(72)} % 2 = 0 THEN 'https://' || e.domain END`),
+  'user.username.changed': obj(`'userName'`, `${S}.user_name(e.user_id) || '.' || (${hv(73)} % 100)`),
+  'user.human.password.check.succeeded': `'{}'::jsonb`,
+  'project.added': `CASE WHEN e.kind = 'setup' THEN '{"name": "ZITADEL"}'::jsonb ELSE ${stripped(
+    `'name'`, `${S}.project_name(e.project_id)`, `'projectRoleAssertion'`, `CASE WHEN ${hv(74)} % 4 = 0 THEN true END`,
+    `'projectRoleCheck'`, `CASE WHEN ${hv(75)} % 7 = 0 THEN true END`, `'hasProjectCheck'`, `CASE WHEN ${hv(76)} % 11 = 0 THEN true END`,
+    `'privateLabelingSetting'`, `CASE WHEN ${hv(77)} % 5 = 0 THEN 1 END`)} END`,
+  'project.changed': obj(`'name'`, `${S}.project_name(e.project_id) || ' ' || (2 + ${hv(78)} % 3)`),
+  'project.application.added': obj(`'appId'`, 'e.app::text', `'name'`, 'e.app_name'),
+  'project.application.changed': obj(`'appId'`, 'e.app::text', `'name'`, `e.app_name || '-' || (${hv(79)} % 10)`),
+  'project.application.removed': obj(`'appId'`, 'e.app::text'),
+  'project.application.config.oidc.added': `CASE WHEN e.kind = 'setup' THEN ${obj(
+    `'appId'`, 'e.app::text', `'clientId'`, client, `'redirectUris'`, `jsonb_build_array('https://' || e.domain || '/ui/console/auth/callback')`,
+    `'responseTypes'`, `'[0]'::jsonb`, `'grantTypes'`, `'[0]'::jsonb`, `'applicationType'`, '1', `'authMethodType'`, '2',
+    `'postLogoutRedirectUris'`, `jsonb_build_array('https://' || e.domain || '/ui/console/signedout')`, `'devMode'`, 'true')}
+    ELSE ${stripped(
+      `'appId'`, 'e.app::text', `'clientId'`, client,
+      `'redirectUris'`, `jsonb_build_array('https://' || ${S}.project_slug(e.project_id) || '.example.com/auth/callback')`,
+      `'responseTypes'`, `'[0]'::jsonb`, `'grantTypes'`, `CASE WHEN ${hv(80)} % 3 = 0 THEN '[0]'::jsonb ELSE '[0, 2]'::jsonb END`,
+      `'applicationType'`, `CASE ${hv(80)} % 3 WHEN 1 THEN 1 WHEN 2 THEN 2 END`,
+      `'authMethodType'`, `CASE WHEN ${hv(80)} % 3 <> 0 THEN 2 END`,
+      `'hashedSecret'`, `CASE WHEN ${hv(80)} % 3 = 0 THEN ${S}.bcrypt(e.app) END`,
+      `'postLogoutRedirectUris'`, `jsonb_build_array('https://' || ${S}.project_slug(e.project_id) || '.example.com/logout')`,
+      `'accessTokenType'`, `CASE WHEN ${hv(81)} % 4 = 0 THEN 1 END`,
+      `'idTokenUserinfoAssertion'`, `CASE WHEN ${hv(82)} % 3 = 0 THEN true END`,
+      `'clockSkew'`, `CASE WHEN ${hv(83)} % 5 = 0 THEN 1000000000 END`)} END`,
+  'project.application.config.api.added': `CASE WHEN e.kind = 'setup' THEN ${obj(`'appId'`, 'e.app::text', `'clientId'`, client, `'authMethodType'`, '1')}
+    ELSE ${stripped(`'appId'`, 'e.app::text', `'clientId'`, client,
+      `'hashedSecret'`, `CASE WHEN ${hv(84)} % 2 = 0 THEN ${S}.bcrypt(e.app) END`, `'authMethodType'`, `CASE WHEN ${hv(84)} % 2 = 1 THEN 1 END`)} END`,
+  'session.added': obj(`'user_agent'`, obj(
+    `'fingerprint_id'`, `(e.base + 16 * (e.k & 4294967295) + 11)::text`, `'ip'`, `'203.0.113.' || (1 + ${hv(85)} % 254)`,
+    `'description'`, `${S}.pick(ARRAY['Chrome, Mac OS', 'Firefox, Windows', 'Safari, iOS', 'Edge, Windows', 'Chrome, Android'], ${hv(86)})`,
+    `'header'`, obj(`'user-agent'`, `jsonb_build_array(${S}.pick(ARRAY['Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/116.0.0.0 Safari/537.36', 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:117.0) Gecko/20100101 Firefox/117.0', 'Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1'], ${hv(86)}))`))),
+  'session.user.checked': stripped(`'userID'`, 'e.user_id::text', `'userResourceOwner'`, 'e.org_id::text', `'checkedAt'`, `${S}.rfc3339(e.cd)`,
+    `'preferredLanguage'`, `CASE WHEN ${hv(87)} % 2 = 0 THEN 'en' END`),
+  'session.password.checked': obj(`'checkedAt'`, `${S}.rfc3339(e.cd)`),
+  'session.token.set': obj(`'tokenID'`, `(e.base + 16 * (e.k & 4294967295) + 10)::text`),
+  'auth_request.added': stripped(`'login_client'`, '(e.base + 8)::text', `'client_id'`, client,
+    `'redirect_uri'`, `CASE WHEN e.project_id = e.base + 3 THEN 'https://' || e.domain || '/ui/console/auth/callback' ELSE 'https://' || ${S}.project_slug(e.project_id) || '.example.com/auth/callback' END`,
+    `'state'`, `substr(md5(e.k::text), 1, 16)`, `'nonce'`, `CASE WHEN ${hv(88)} % 2 = 0 THEN substr(md5((e.k + 1)::text), 1, 22) END`,
+    `'scope'`, SCOPES, `'audience'`, 'jsonb_build_array(e.project_id::text)',
+    `'code_challenge'`, `CASE WHEN ${hv(89)} % 3 <> 0 THEN ${obj(`'challenge'`, `substr(md5((e.k + 2)::text) || md5((e.k + 3)::text), 1, 43)`, `'method'`, '1')} END`),
+  'auth_request.session.linked': obj(`'session_id'`, 'e.session_id::text', `'user_id'`, 'e.user_id::text', `'auth_time'`, `${S}.rfc3339(e.cd)`, `'auth_methods'`, `'[4]'::jsonb`),
+  'auth_request.code.added': `'{}'::jsonb`,
+  'oidc_session.added': stripped(`'userID'`, 'e.user_id::text', `'userResourceOwner'`, 'e.org_id::text', `'sessionID'`, 'e.session_id::text',
+    `'clientID'`, client, `'audience'`, `jsonb_build_array(e.project_id::text, ${client})`, `'scope'`, SCOPES, `'authMethods'`, `'[4]'::jsonb`,
+    `'authTime'`, `${S}.rfc3339(e.cd)`, `'nonce'`, `CASE WHEN ${hv(88)} % 2 = 0 THEN substr(md5((e.k + 1)::text), 1, 22) END`),
+  'oidc_session.access_token.added': obj(`'id'`, `'at_' || (e.base + 16 * (e.k & 4294967295) + 8)`, `'scope'`, SCOPES,
+    `'lifetime'`, '43200000000000', `'reason'`, `CASE WHEN e.kind = 'refresh' THEN 'refresh' ELSE 'auth_request' END`),
+  'oidc_session.refresh_token.added': obj(`'id'`, `'rt_' || (e.base + 16 * (e.k & 4294967295) + 9)`, `'lifetime'`, '7776000000000000', `'idleLifetime'`, '2592000000000000'),
+};
+
+/** The payload expression over the row `e` of {@link insertEventsSql}. */
+function payloadSql(): string {
+  return `CASE e.event_type ${Object.entries(PAYLOADS).map(([type, expr]) => `WHEN '${type}' THEN ${expr}`).join('\n  ')} END`;
+}
+
+/** Aggregate type, id and owner of a template role. */
+const AGGREGATE = `
+  CASE t.agg WHEN 'instance' THEN 'instance' WHEN 'org' THEN 'org' WHEN 'project' THEN 'project' WHEN 'session' THEN 'session'
+    WHEN 'oidc' THEN 'oidc_session' WHEN 'authreq' THEN 'auth_request' ELSE 'user' END AS agg_type,
+  CASE t.agg WHEN 'instance' THEN i.instance_id WHEN 'org' THEN r.org_id::text WHEN 'user' THEN r.user_id::text
+    WHEN 'login_client' THEN (i.base + 8)::text WHEN 'project' THEN r.project_id::text WHEN 'session' THEN r.session_id::text
+    WHEN 'oidc' THEN 'V2_' || r.oidc_id ELSE 'V2_' || (i.base + 16 * r.s + 4) END AS agg_id,
+  CASE WHEN t.agg IN ('instance', 'session', 'authreq') THEN i.instance_id WHEN t.agg = 'login_client' THEN (i.base + 1)::text
+    ELSE r.org_id::text END AS owner`;
+
+/**
+ * Inserts the events of instances $1…$2 (inclusive). Events of one push share their creation date;
+ * after the step `11_event_created_at` ($3) `created_at` trails it by a few microseconds, as
+ * clock_timestamp() did. `id` is a uuid derived from the seed, instance and sequence.
+ */
+export function insertEventsSql(seed: number): string {
+  return `
+INSERT INTO eventstore.events (id, event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
+  previous_aggregate_sequence, previous_aggregate_type_sequence, creation_date, created_at, event_data,
+  editor_user, editor_service, resource_owner, instance_id)
+SELECT md5('${seed}/' || e.instance_id || '/' || e.seq)::uuid, e.event_type, e.agg_type, e.agg_id, e.version, e.seq,
+  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_type, e.agg_id ORDER BY e.seq),
+  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_type ORDER BY e.seq),
+  e.cd, CASE WHEN e.cd >= $3::timestamptz THEN e.cd + (1 + e.ord) * interval '1 microsecond' ELSE e.cd END,
+  ${payloadSql()},
+  e.editor, e.service, e.owner, e.instance_id
+FROM (
+  SELECT r.inst, r.off + t.ord + 1 AS seq, t.ord, t.event_type, r.kind, r.k, i.base, i.instance_id, i.name AS iname, i.domain,
+    r.org_id, r.user_id, r.project_id, r.session_id,
+    CASE WHEN t.arg IS NOT NULL THEN i.base + split_part(t.arg, ':', 1)::int ELSE r.app_id END AS app,
+    CASE WHEN t.arg IS NOT NULL THEN split_part(t.arg, ':', 2) ELSE ${S}.pick(ARRAY['web', 'backend', 'mobile', 'admin-ui', 'cli', 'worker'], ${S}.h(r.app_id, 90)) END AS app_name,
+    CASE WHEN t.event_type LIKE 'org.domain.%'
+      THEN jsonb_build_object('domain', CASE WHEN r.kind = 'setup' THEN 'zitadel.' || i.domain ELSE ${S}.org_slug(r.org_id) || '.' || i.domain END) END AS org_domain,
+    ${AGGREGATE},
+    CASE t.editor WHEN 'admin' THEN (i.base + 2)::text WHEN 'self' THEN r.user_id::text WHEN 'login' THEN (i.base + 8)::text ELSE t.editor END AS editor,
+    t.service,
+    CASE WHEN t.agg IN ('user', 'login_client') THEN 'v2' ELSE 'v1' END AS version,
+    r.scene_at + (t.push * i.step_us + CASE WHEN t.push > 0 THEN ${S}.h(r.k * 8 + t.push, 9) % 997 ELSE 0 END) * interval '1 microsecond' AS cd
+  FROM ${S}.scene_r r
+  JOIN ${S}.tpl t ON t.kind = r.kind AND t.ord < r.len
+  JOIN ${S}.inst i ON i.inst = r.inst
+  WHERE r.inst BETWEEN $1 AND $2
+) e`;
+}
+
+/** The `system.migration.*` events of the older setup runs ($1 types, $2 step names, $3 times). */
+export const INSERT_SYSTEM_EVENTS_SQL = `
+INSERT INTO eventstore.events (id, event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
+  previous_aggregate_sequence, previous_aggregate_type_sequence, creation_date, created_at, event_data,
+  editor_user, editor_service, resource_owner, instance_id)
+SELECT md5($4::text || '/system/' || p.n)::uuid, p.event_type, 'system', 'SYSTEM', 'v1', p.n,
+  nullif(p.n - 1, 0), nullif(p.n - 1, 0), p.at, p.at, jsonb_build_object('name', p.step),
+  'system', 'zitadel', 'SYSTEM', ''
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS p(event_type, step, at, n)`;
