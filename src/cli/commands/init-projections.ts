@@ -3,6 +3,7 @@ import { migrate } from '../../migrate.js';
 import { planMigrate } from '../../plan.js';
 import { loadProjectionSteps, reopenProjectionSteps } from '../../../steps/03-projections.js';
 import { exitCodeFor } from '../exit-code.js';
+import { withTestKill } from '../test-hooks.js';
 import { renderMigrate, renderPlan } from '../render.js';
 import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
 
@@ -60,7 +61,7 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
           lockWaitMs: s.config.lockWaitMs,
           stepOptions,
           signal: s.signal,
-          onEvent: (e) => s.reporter.handle(e),
+          onEvent: withTestKill((e) => s.reporter.handle(e)),
           version: VERSION,
         });
         const exitCode = exitCodeFor(result.steps);

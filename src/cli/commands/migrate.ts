@@ -5,6 +5,7 @@ import { loadSteps } from '../../../steps/index.js';
 import { reopenProjectionSteps } from '../../../steps/03-projections.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { exitCodeFor } from '../exit-code.js';
+import { withTestKill } from '../test-hooks.js';
 import { renderMigrate, renderPlan } from '../render.js';
 import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
 
@@ -50,7 +51,7 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
           lockWaitMs: s.config.lockWaitMs,
           stepOptions,
           signal: s.signal,
-          onEvent: (e) => s.reporter.handle(e),
+          onEvent: withTestKill((e) => s.reporter.handle(e)),
           version: VERSION,
         });
         const exitCode = exitCodeFor(result.steps);
