@@ -1,0 +1,221 @@
+/**
+ * Benchmark of the projection prefill: zsetup's engine (ordered batches folded in memory, written in
+ * bulk, instances in parallel) against a per-event handler written the way the reference system's
+ * projections work (events read 1,000 at a time, one statement per change, each event inside its own
+ * SAVEPOINT, the position upserted once per batch, one projection after another), on two copies of one
+ * seeded database. Checks both give identical tables and positions; prints events per second and the ratio.
+ *
+ *   npx tsc -p . && node dist/bench/projections.js [--events 400000] [--instances 10] [--concurrency 2]
+ *
+ * Data: seedLegacy (legacy eventstore.events), then the events2 and milestones steps via migrate().
+ * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { openDatabase, type Database } from '../src/db/connection.js';
+import { startEmbedded } from '../src/db/embedded.js';
+import { migrate } from '../src/migrate.js';
+import { applyEventByEvent, reduceBatch } from '../src/projections/batch.js';
+import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
+import { ensureTables } from '../src/projections/ddl.js';
+import { captureEndPoint, listInstances } from '../src/projections/events.js';
+import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
+import { prefillProjection } from '../src/projections/prefill.js';
+import { OffsetCounter, recordFailures, writeState, type FailedEvent } from '../src/projections/state.js';
+import type { ProjectionEvent } from '../src/projections/types.js';
+import { seedLegacy } from '../src/seed/index.js';
+import { events2Step } from '../steps/01-events2.js';
+import { milestonesStep } from '../steps/02-milestones.js';
+
+const MODELS = BUILTIN_PROJECTIONS.map(compileProjection);
+const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"`;
+
+/** Runs the benchmark; `argv` are the flags only. */
+export async function benchProjections(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: {
+    events: { type: 'string', default: '400000' },
+    instances: { type: 'string', default: '10' },
+    concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
+  }, strict: false });
+  const events = Number(values.events);
+  const instances = Number(values.instances);
+  const concurrency = Number(values.concurrency);
+  const server = await benchServer();
+  const names = { src: dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const admin = (text: string) => query(server.url, text);
+  try {
+    const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
+    log(`PostgreSQL ${version}; ${events.toLocaleString('en-US')} seeded events, ${instances} instances, concurrency ${concurrency}`);
+    await admin(`CREATE DATABASE ${names.src}`);
+    let t = Date.now();
+    await prepare(urlFor(server.url, names.src), events, instances, concurrency);
+    log(`seeded and moved to events2 in ${seconds(Date.now() - t)}`);
+    await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
+    await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
+    await admin(`DROP DATABASE ${names.src}`);
+    await admin('CHECKPOINT');
+    const ref = await timed(urlFor(server.url, names.ref), concurrency, (db) => referencePrefill(db));
+    log(`reference: ${ref.events.toLocaleString('en-US')} events in ${seconds(ref.ms)} = ${rate(ref.events, ref.ms)} events/s`);
+    await admin('CHECKPOINT');
+    const zs = await timed(urlFor(server.url, names.zs), concurrency, (db) => zsetupPrefill(db, concurrency));
+    log(`zsetup:    ${zs.events.toLocaleString('en-US')} events in ${seconds(zs.ms)} = ${rate(zs.events, zs.ms)} events/s (peak RSS ${Math.round(zs.peakRss / 2 ** 20)} MiB)`);
+    const diff = await compare(urlFor(server.url, names.ref), urlFor(server.url, names.zs));
+    log(`tables and current_states identical: ${diff.length === 0 ? 'yes' : `NO (${diff.join(', ')})`}`);
+    log(`ratio: zsetup is ${(ref.ms / zs.ms).toFixed(1)}x the reference`);
+    if (diff.length || zs.events !== ref.events) process.exitCode = 1;
+  } finally {
+    for (const n of Object.values(names)) await admin(`DROP DATABASE IF EXISTS ${n} WITH (FORCE)`).catch(() => {});
+    await server.stop();
+  }
+}
+
+/** Seeds the legacy table, then runs the events2 and milestones steps, as an upgrade would. */
+async function prepare(url: string, events: number, instances: number, concurrency: number): Promise<void> {
+  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: concurrency + 4 });
+  try {
+    await seedLegacy(database, { events, instances, seed: 1 });
+    const r = await migrate(database, { steps: [events2Step, milestonesStep], lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench' });
+    const failed = r.steps.find((s) => s.status !== 'succeeded');
+    if (failed) throw new Error(`step ${failed.id} ${failed.status}: ${failed.error?.message}`);
+    await database.pool.query('VACUUM ANALYZE eventstore.events2');
+  } finally {
+    await database.close();
+  }
+}
+
+async function timed(url: string, concurrency: number, fn: (db: Database) => Promise<number>) {
+  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: 2 * concurrency + 2 });
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  try {
+    const started = Date.now();
+    const events = await fn(database);
+    return { ms: Date.now() - started, events, peakRss };
+  } finally {
+    clearInterval(sampler);
+    await database.close();
+  }
+}
+
+async function zsetupPrefill(database: Database, concurrency: number): Promise<number> {
+  const { position } = await captureEndPoint(database.pool);
+  let events = 0;
+  const ctx = { progress: () => {}, log: () => {}, throwIfStopped: () => {} };
+  for (const m of MODELS) events += (await prefillProjection(database, m, { endPoint: position, concurrency }, ctx)).events;
+  return events;
+}
+
+/**
+ * The reference handler: per projection, per instance, read the next 1,000 events ordered after the
+ * stored position, apply each event's statements inside its own savepoint (a failure is recorded and
+ * skipped), upsert the position, commit; repeat while a full batch came back.
+ */
+async function referencePrefill(database: Database): Promise<number> {
+  const { position: endPoint } = await captureEndPoint(database.pool);
+  const client = await database.pool.connect();
+  let total = 0;
+  try {
+    for (const model of MODELS) {
+      await ensureTables(client, model);
+      for (const instance of await listInstances(client)) total += await referenceInstance(client, model, instance, endPoint);
+    }
+  } finally {
+    client.release();
+  }
+  return total;
+}
+
+async function referenceInstance(client: pg.PoolClient, model: ProjectionModel, instance: string, endPoint: string): Promise<number> {
+  let last: ProjectionEvent | null = null;
+  let total = 0;
+  const offset = new OffsetCounter(null, 0);
+  for (;;) {
+    const after = last ? `AND (${ORDER}) > ($5::numeric, $6::int, $7::text, $8::text, $9::bigint)` : '';
+    const values: unknown[] = [instance, model.aggregateTypes, model.eventTypes, endPoint];
+    if (last) values.push(last.position, last.inTxOrder, last.aggregateType, last.aggregateId, last.sequence);
+    const r = await client.query({
+      text: `SELECT aggregate_type, aggregate_id, event_type, "sequence", revision, creator, owner, payload, "position", in_tx_order,
+               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+             FROM eventstore.events2 WHERE instance_id = $1 AND aggregate_type = ANY($2) AND event_type = ANY($3)
+               AND "position" < $4::numeric ${after} ORDER BY ${ORDER} LIMIT 1000`,
+      values,
+      types: { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig,
+    });
+    if (r.rows.length === 0) return total;
+    const events: ProjectionEvent[] = r.rows.map((row) => ({
+      instanceId: instance, aggregateType: row.aggregate_type, aggregateId: row.aggregate_id, eventType: row.event_type,
+      sequence: Number(row.sequence), revision: Number(row.revision), createdAt: row.created_at, creator: row.creator, owner: row.owner,
+      payload: row.payload === null ? null : JSON.parse(row.payload), position: row.position, inTxOrder: Number(row.in_tx_order),
+    }));
+    await client.query('BEGIN');
+    const { reduced, failures } = reduceBatch(model, events);
+    const all: FailedEvent[] = [...failures];
+    await applyEventByEvent(client, reduced, all);
+    await recordFailures(client, model.name, instance, all);
+    for (const e of events) offset.add(e);
+    last = events[events.length - 1];
+    await writeState(client, model.name, last, offset.value);
+    await client.query('COMMIT');
+    total += events.length;
+    if (events.length < 1000) return total;
+  }
+}
+
+/** Tables (and current_states without last_updated, failed_events2 without times) that differ between two databases. */
+async function compare(a: string, b: string): Promise<string[]> {
+  const tables = MODELS.flatMap((m) => m.tables.map((t) => `SELECT * FROM ${t.name}`));
+  tables.push(
+    `SELECT projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order FROM projections.current_states`,
+    `SELECT projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence, failure_count, error FROM projections.failed_events2`,
+  );
+  const differ: string[] = [];
+  for (const t of tables) {
+    const digest = async (url: string) => (await query(url, `SELECT count(*) AS n, md5(coalesce(string_agg(j, E'\\n' ORDER BY j), '')) AS h FROM (SELECT to_jsonb(x)::text AS j FROM (${t}) x) y`))[0];
+    const [x, y] = [await digest(a), await digest(b)];
+    if (x.n !== y.n || x.h !== y.h) differ.push(`${t.replace(/^SELECT .* FROM /, '')}: ${x.n} vs ${y.n} rows`);
+  }
+  return differ;
+}
+
+async function benchServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const given = process.env.ZSETUP_BENCH_DATABASE_URL;
+  if (given) return { url: given, stop: async () => {} };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsetup-bench-'));
+  fs.chmodSync(dir, 0o755);
+  const server = await startEmbedded(dir, log);
+  return { url: server.url, stop: async () => { await server.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
+}
+
+async function query(url: string, text: string): Promise<any[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query(text);
+    return (Array.isArray(r) ? r[r.length - 1] : r).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+function urlFor(server: string, database: string): string {
+  const u = new URL(server);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+const dbName = (kind: string) => `zbenchp_${kind}_${crypto.randomBytes(4).toString('hex')}`;
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const rate = (n: number, ms: number) => Math.round(n / (ms / 1000)).toLocaleString('en-US');
+const log = (message: string) => process.stdout.write(`${message}\n`);
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  benchProjections(process.argv.slice(2)).catch((err) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
