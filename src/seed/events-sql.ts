@@ -105,18 +105,31 @@ const PAYLOADS: Readonly<Record<string, string>> = {
 
 /** The payload expression over the row `e` of {@link insertEventsSql}. */
 function payloadSql(): string {
-  return `CASE e.event_type ${Object.entries(PAYLOADS).map(([type, expr]) => `WHEN '${type}' THEN ${expr}`).join('\n  ')} END`;
+  // CASE tests its arms in order: the frequent login-flow types go first, the NULL ones included.
+  const hot = Object.keys(PAYLOADS).filter((t) => /^(auth_request|oidc_session|session)\./.test(t));
+  const arms = [
+    ...hot.map((t) => [t, PAYLOADS[t]]),
+    ['auth_request.code.exchanged', 'NULL'],
+    ['auth_request.succeeded', 'NULL'],
+    ...Object.entries(PAYLOADS).filter(([t]) => !hot.includes(t)),
+  ];
+  return `CASE e.event_type ${arms.map(([type, expr]) => `WHEN '${type}' THEN ${expr}`).join('\n  ')} END`;
 }
 
-/** Aggregate type, id and owner of a template role. */
+/**
+ * Aggregate of a template role as numbers (type code, numeric id), so the window sorts compare integers;
+ * the outer query turns them into the text columns. Owner per spec §1.
+ */
 const AGGREGATE = `
-  CASE t.agg WHEN 'instance' THEN 'instance' WHEN 'org' THEN 'org' WHEN 'project' THEN 'project' WHEN 'session' THEN 'session'
-    WHEN 'oidc' THEN 'oidc_session' WHEN 'authreq' THEN 'auth_request' ELSE 'user' END AS agg_type,
-  CASE t.agg WHEN 'instance' THEN i.instance_id WHEN 'org' THEN r.org_id::text WHEN 'user' THEN r.user_id::text
-    WHEN 'login_client' THEN (i.base + 8)::text WHEN 'project' THEN r.project_id::text WHEN 'session' THEN r.session_id::text
-    WHEN 'oidc' THEN 'V2_' || r.oidc_id ELSE 'V2_' || (i.base + 16 * r.s + 4) END AS agg_id,
+  CASE t.agg WHEN 'instance' THEN 1 WHEN 'org' THEN 2 WHEN 'project' THEN 3 WHEN 'session' THEN 4
+    WHEN 'oidc' THEN 5 WHEN 'authreq' THEN 6 ELSE 7 END AS agg_code,
+  CASE t.agg WHEN 'instance' THEN i.base WHEN 'org' THEN r.org_id WHEN 'user' THEN r.user_id WHEN 'login_client' THEN i.base + 8
+    WHEN 'project' THEN r.project_id WHEN 'session' THEN r.session_id WHEN 'oidc' THEN r.oidc_id ELSE i.base + 16 * r.s + 4 END AS agg_num,
   CASE WHEN t.agg IN ('instance', 'session', 'authreq') THEN i.instance_id WHEN t.agg = 'login_client' THEN (i.base + 1)::text
     ELSE r.org_id::text END AS owner`;
+
+/** Aggregate type names of the codes above. */
+const AGGREGATE_TYPE = `(ARRAY['instance', 'org', 'project', 'session', 'oidc_session', 'auth_request', 'user'])[e.agg_code]`;
 
 /**
  * Inserts the events of instances $1…$2 (inclusive). Events of one push share their creation date;
@@ -128,9 +141,10 @@ export function insertEventsSql(seed: number): string {
 INSERT INTO eventstore.events (id, event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
   previous_aggregate_sequence, previous_aggregate_type_sequence, creation_date, created_at, event_data,
   editor_user, editor_service, resource_owner, instance_id)
-SELECT md5('${seed}/' || e.instance_id || '/' || e.seq)::uuid, e.event_type, e.agg_type, e.agg_id, e.version, e.seq,
-  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_type, e.agg_id ORDER BY e.seq),
-  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_type ORDER BY e.seq),
+SELECT md5('${seed}/' || e.instance_id || '/' || e.seq)::uuid, e.event_type, ${AGGREGATE_TYPE},
+  CASE WHEN e.agg_code IN (5, 6) THEN 'V2_' || e.agg_num ELSE e.agg_num::text END, e.version, e.seq,
+  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_code, e.agg_num ORDER BY e.seq),
+  lag(e.seq) OVER (PARTITION BY e.inst, e.agg_code ORDER BY e.seq),
   e.cd, CASE WHEN e.cd >= $3::timestamptz THEN e.cd + (1 + e.ord) * interval '1 microsecond' ELSE e.cd END,
   ${payloadSql()},
   e.editor, e.service, e.owner, e.instance_id

@@ -20,6 +20,11 @@ import {
 
 export { minimumEvents } from './instances.js';
 
+/** Throws ConfigError when the options cannot be seeded (e.g. too few events for the instances). */
+export function checkSeedOptions(options: SeedOptions): void {
+  planSeed(options.events, options.instances, options.seed ?? 1);
+}
+
 /** Options of {@link seedLegacy}. */
 export interface SeedOptions {
   /** Total number of events, system events included. */
