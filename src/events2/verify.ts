@@ -29,11 +29,17 @@ export type VerifyResult =
       readonly durationMs: number;
     };
 
-// The sum (not xor) of the hashes: a duplicated row does not cancel itself out.
-const OLD_DIGEST = `SELECT instance_id, count(*)::bigint AS events, sum(hashtextextended(${MAPPED_ROW}::text, 0))::text AS hash
-  FROM ${OLD_TABLE} GROUP BY instance_id`;
-const NEW_DIGEST = `SELECT instance_id, count(*)::bigint AS events, sum(hashtextextended(e::text, 0))::text AS hash
-  FROM eventstore.events2 e GROUP BY instance_id`;
+/**
+ * Per-instance count and the sum (not xor: a duplicated row must not cancel itself out) of a 64-bit
+ * hash of every row. PostgreSQL 14+ hashes the row's values with their types' own hash functions
+ * (fast: no text output of jsonb, timestamps, numerics); older servers hash the row's text.
+ */
+function digestSql(side: 'old' | 'events2', serverVersionNum: number): string {
+  const row = side === 'old' ? MAPPED_ROW : 'e';
+  const hash = serverVersionNum >= 140000 ? `hash_record_extended(${row}, 0)` : `hashtextextended(${row}::text, 0)`;
+  const from = side === 'old' ? OLD_TABLE : 'eventstore.events2 e';
+  return `SELECT instance_id, count(*)::bigint AS events, sum(${hash})::text AS hash FROM ${from} GROUP BY instance_id`;
+}
 
 /**
  * Compares, per instance, the event count and a hash of the mapped rows of events_old with those of
@@ -46,7 +52,8 @@ export async function verifyEvents2(database: Database): Promise<VerifyResult> {
     return { status: 'nothing-to-verify', reason: `${missing} ${missing.includes(' and ') ? 'do' : 'does'} not exist` };
   }
   const started = Date.now();
-  const [old, events2] = await Promise.all([digest(database, OLD_DIGEST), digest(database, NEW_DIGEST)]);
+  const version = database.serverVersionNum;
+  const [old, events2] = await Promise.all([digest(database, digestSql('old', version)), digest(database, digestSql('events2', version))]);
   const mismatches: InstanceMismatch[] = [];
   for (const id of [...new Set([...old.keys(), ...events2.keys()])].sort()) {
     const a = old.get(id);
