@@ -139,7 +139,10 @@ export function connectionError(err: unknown, url: string): ConnectionError {
 export function scrub(text: string, url: string): string {
   try {
     const pw = decodeURIComponent(new URL(url).password);
-    return pw ? text.split(pw).join('***') : text;
+    // A password that also appears in the masked URL (say, equal to the user name) cannot be told
+    // apart from it; replacing it would garble the URL and reveal which part it is.
+    if (!pw || maskUrl(url).includes(pw)) return text;
+    return text.split(pw).join('***');
   } catch {
     return text;
   }
