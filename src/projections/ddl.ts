@@ -48,10 +48,9 @@ export async function ensureTables(client: pg.ClientBase, model: ProjectionModel
   await client.query(FAILED_EVENTS_TABLE);
   for (const t of model.tables) {
     await client.query(tableDdl(t));
-    const [schema, table] = t.name.split('.');
     const r = await client.query<{ column_name: string }>(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
-      [schema, table],
+      `SELECT attname AS column_name FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+      [t.name],
     );
     const present = new Set(r.rows.map((x) => x.column_name));
     const missing = t.columnNames.filter((c) => !present.has(c));

@@ -94,6 +94,8 @@ export async function prefillProjection(
   const work = async () => {
     const client = await database.pool.connect();
     try {
+      // Batch statements are short; JIT compiling them costs more than it saves.
+      await client.query('SET jit = off');
       for (let b = queue.shift(); b && stopped === undefined; b = queue.shift()) {
         const state = states.get(b.instanceId);
         const reader = new EventReader(database.pool, model, b.instanceId, state?.key ?? null, b, options.endPoint, batchSize);
@@ -118,6 +120,7 @@ export async function prefillProjection(
     } catch (err) {
       stopped ??= err;
     } finally {
+      await client.query('RESET jit').catch(() => {});
       client.release();
     }
   };
