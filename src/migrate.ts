@@ -71,7 +71,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         const state = states.get(step.id);
         let result: StepResult;
         if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
-        else if (state?.status === 'succeeded') result = skipped(step, state);
+        else if (state?.status === 'succeeded' && !(await isBehind(database, step))) result = skipped(step, state);
         else result = await runStep(database, step, state, options, stop.signal, emit);
         if (result.status === 'failed' || result.status === 'interrupted') halted = true;
         if (result.status !== 'not-run') emit({ type: 'step-end', result });
@@ -82,6 +82,12 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
   } finally {
     options.signal?.removeEventListener('abort', forward);
   }
+}
+
+/** Whether a succeeded step asks to run again (see Step.isBehind). */
+export async function isBehind(database: Database, step: Step<any>): Promise<boolean> {
+  if (!step.isBehind) return false;
+  return database.db.transaction().setAccessMode('read only').execute((tx) => step.isBehind!(tx));
 }
 
 function skipped(step: Step<any>, state: StepRow): StepResult {

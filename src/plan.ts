@@ -1,5 +1,6 @@
 import type { Database } from './db/connection.js';
 import { describeError, type ErrorReport } from './errors.js';
+import { isBehind } from './migrate.js';
 import type { Step, StepOptions, StepPlan } from './step.js';
 import { readSteps, type StepStatus } from './steps-table.js';
 
@@ -38,7 +39,7 @@ export async function planMigrate(database: Database, options: PlanOptions): Pro
     if (options.only && step.id !== options.only) continue;
     const row = states.get(step.id);
     const base = { id: step.id, title: step.title, state: row?.status ?? 'pending' } as const;
-    if (row?.status === 'succeeded') {
+    if (row?.status === 'succeeded' && !(await isBehind(database, step))) {
       reports.push(base);
       continue;
     }

@@ -77,6 +77,12 @@ export interface Step<C = unknown> {
   readonly title: string;
   plan(ctx: PlanContext): Promise<StepPlan>;
   run(ctx: RunContext<C>): Promise<StepSummary>;
+  /**
+   * For a step that can fall behind after it succeeded (a projection, when new events arrive): true
+   * when it should run again. Read-only; called under the runner lock. Absent means a succeeded step
+   * is done for good.
+   */
+  isBehind?(tx: Tx): Promise<boolean>;
 }
 
 /** Outcome of one step in a migrate run. */

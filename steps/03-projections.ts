@@ -64,6 +64,12 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
       };
     },
+    async isBehind(tx) {
+      // Unlike a one-time migration, a projection falls behind again when events arrive after it.
+      const db = onTx(tx);
+      const bound = await captureEndPoint(db, 0);
+      return (await projectionBacklog(db, model, bound.position)).events > 0;
+    },
     async run(ctx) {
       const bound = await endPoint.get(ctx.database);
       if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
@@ -80,28 +86,4 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
 /** The projection steps for a selection (built-ins, a custom module, a name filter). */
 export async function loadProjectionSteps(selection: ProjectionSelection & { batchSize?: number } = {}): Promise<ProjectionStep[]> {
   return projectionSteps(await selectProjections(selection), { batchSize: selection.batchSize });
-}
-
-/**
- * Makes succeeded projection steps run again when events arrived after their recorded position, so a
- * rerun catches up: the runner skips succeeded steps, and a projection, unlike a one-time migration,
- * can fall behind again. Projections at the head stay succeeded (and are reported as already done).
- * Returns the ids reopened.
- */
-export async function reopenProjectionSteps(database: Database, steps: readonly Step<any>[]): Promise<string[]> {
-  const exists = await database.pool.query(`SELECT to_regclass('zsetup.steps') IS NOT NULL AS t, to_regclass('eventstore.events2') IS NOT NULL AS e`);
-  if (!exists.rows[0].t || !exists.rows[0].e) return [];
-  const projection = steps.filter(isProjectionStep);
-  const done = await database.pool.query<{ id: string }>(`SELECT id FROM zsetup.steps WHERE id = ANY($1) AND status = 'succeeded'`, [projection.map((s) => s.id)]);
-  const ids = new Set(done.rows.map((r) => r.id));
-  const reopened: string[] = [];
-  const bound = await captureEndPoint(database.pool, 0);
-  for (const step of projection) {
-    if (!ids.has(step.id)) continue;
-    const { events } = await projectionBacklog(database.pool, step.model, bound.position);
-    if (events === 0) continue;
-    await database.pool.query(`UPDATE zsetup.steps SET status = 'pending' WHERE id = $1 AND status = 'succeeded'`, [step.id]);
-    reopened.push(step.id);
-  }
-  return reopened;
 }

@@ -8,7 +8,7 @@ import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
 import { captureEndPoint } from '../src/projections/events.js';
 import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection } from '../src/projections/prefill.js';
-import { loadProjectionSteps, reopenProjectionSteps } from '../steps/03-projections.js';
+import { loadProjectionSteps } from '../steps/03-projections.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { dump, EventLog, type TestEvent } from './support/events.js';
 
@@ -177,7 +177,7 @@ describe('prefill engine', () => {
     expect(await tdb.query('SELECT id FROM projections.orgs1 ORDER BY id')).toEqual([{ id: 'o1' }, { id: 'o2' }, { id: 'o3' }]);
   });
 
-  it('runs as steps: recorded in zsetup.steps, a rerun reopens only projections with new events; custom projections load from a .js file', async () => {
+  it('runs as steps: recorded in zsetup.steps, a rerun runs again only projections with new events (isBehind); custom projections load from a .js file', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsetup-proj-'));
     const file = path.join(dir, 'my-projections.js');
     fs.writeFileSync(file, `
@@ -192,7 +192,6 @@ export const projections = [{
     const { tdb, db, log } = await fresh([{ aggregateType: 'org', aggregateId: 'o1', type: 'org.added', payload: { name: 'acme' } }]);
     const run = async () => {
       const steps = await loadProjectionSteps({ names: ['orgs1', 'custom.org_names'], file });
-      await reopenProjectionSteps(db, steps);
       return migrate(db, { steps, lockWaitMs: 5000, stepOptions: { concurrency: 2, exact: false }, version: 'test' });
     };
     const first = await run();

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { migrate } from '../../migrate.js';
 import { planMigrate } from '../../plan.js';
-import { loadProjectionSteps, reopenProjectionSteps } from '../../../steps/03-projections.js';
+import { loadProjectionSteps } from '../../../steps/03-projections.js';
 import { exitCodeFor } from '../exit-code.js';
 import { withTestKill } from '../test-hooks.js';
 import { renderMigrate, renderPlan } from '../render.js';
@@ -54,8 +54,6 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
           s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
           return plan.steps.some((p) => p.error) ? 1 : 0;
         }
-        const reopened = await reopenProjectionSteps(s.database, steps);
-        if (reopened.length) s.reporter.info(`catching up ${reopened.length} projection(s) with new events: ${reopened.join(', ')}`);
         const result = await migrate(s.database, {
           steps,
           lockWaitMs: s.config.lockWaitMs,

@@ -2,7 +2,6 @@ import { Command } from 'commander';
 import { migrate } from '../../migrate.js';
 import { planMigrate } from '../../plan.js';
 import { loadSteps } from '../../../steps/index.js';
-import { reopenProjectionSteps } from '../../../steps/03-projections.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { exitCodeFor } from '../exit-code.js';
 import { withTestKill } from '../test-hooks.js';
@@ -44,7 +43,6 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
           s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
           return plan.steps.some((p) => p.error) ? 1 : 0;
         }
-        if (flags.initProjections) await reopenProjectionSteps(s.database, steps);
         const result = await migrate(s.database, {
           steps,
           only: flags.only,
