@@ -50,12 +50,13 @@ export function renderStatus(r: StatusResult): string {
   if (r.steps.length === 0) out.push('no steps known');
   for (const s of r.steps) {
     const row = s.row;
-    const bits = [`${s.id.padEnd(28)} ${s.status.padEnd(11)}${s.live ? ' (live)' : ''}`];
+    const bits: string[] = [];
     if (row?.attempts) bits.push(`attempts ${row.attempts}`);
     if (row?.started_at) bits.push(`started ${new Date(row.started_at).toISOString()}`);
     if (row?.duration_ms !== null && row?.duration_ms !== undefined) bits.push(`took ${formatDuration(row.duration_ms)}`);
     if (s.live && row?.heartbeat_at) bits.push(`heartbeat ${formatDuration(Date.now() - new Date(row.heartbeat_at).getTime())} ago`);
-    out.push(bits.join(', '));
+    const head = `${s.id.padEnd(36)} ${(s.status + (s.live ? ' (live)' : '')).padEnd(18)}`;
+    out.push(bits.length ? `${head} ${bits.join(', ')}` : head.trimEnd());
     if (row?.progress && s.status !== 'succeeded') out.push(`    ${formatProgress(row.progress)}`);
     const summary = row?.summary as { message?: string } | null | undefined;
     if (s.status === 'succeeded' && summary?.message) out.push(`    ${summary.message}`);

@@ -41,8 +41,12 @@ export interface Session {
  * Resolves config, opens the database (embedded when none is configured), installs the stop handlers,
  * runs the action and closes everything on every path. Returns the exit code.
  */
-export async function withSession(flags: CommonFlags, action: (s: Session) => Promise<ExitCode>): Promise<ExitCode> {
-  const config = resolveConfig(flags, process.env, os.availableParallelism?.() ?? os.cpus().length);
+export async function withSession(
+  flags: CommonFlags,
+  action: (s: Session) => Promise<ExitCode>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ExitCode> {
+  const config = resolveConfig(flags, env, os.availableParallelism?.() ?? os.cpus().length);
   const reporter = Reporter.forStderr();
   const stop = new AbortController();
   let signals = 0;

@@ -1,11 +1,7 @@
 import { Command } from 'commander';
-import { migrate } from '../../migrate.js';
-import { planMigrate } from '../../plan.js';
 import { loadProjectionSteps } from '../../../steps/03-projections.js';
-import { exitCodeFor } from '../exit-code.js';
-import { withTestKill } from '../test-hooks.js';
-import { renderMigrate, renderPlan } from '../render.js';
-import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
+import { runSteps } from '../run-steps.js';
+import { withCommonOptions, withSession, type CommonFlags } from '../session.js';
 
 /** Flags that choose projections; shared by `init-projections` and `migrate --init-projections`. */
 export interface ProjectionFlags {
@@ -48,23 +44,7 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
     .action(async (flags: InitProjectionsFlags) => {
       process.exitCode = await withSession(flags, async (s) => {
         const steps = await loadProjectionSteps({ names: flags.projection, file: flags.projections });
-        const stepOptions = { concurrency: s.config.concurrency, exact: true };
-        if (flags.dryRun) {
-          const plan = await planMigrate(s.database, { steps, stepOptions });
-          s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
-          return plan.steps.some((p) => p.error) ? 1 : 0;
-        }
-        const result = await migrate(s.database, {
-          steps,
-          lockWaitMs: s.config.lockWaitMs,
-          stepOptions,
-          signal: s.signal,
-          onEvent: withTestKill((e) => s.reporter.handle(e)),
-          version: VERSION,
-        });
-        const exitCode = exitCodeFor(result.steps);
-        s.output({ database: s.database.displayUrl, exitCode, ...result }, () => renderMigrate(result));
-        return exitCode;
+        return runSteps(s, steps, { dryRun: flags.dryRun, exact: true });
       });
     });
 }

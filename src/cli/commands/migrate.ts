@@ -1,12 +1,8 @@
 import { Command } from 'commander';
-import { migrate } from '../../migrate.js';
-import { planMigrate } from '../../plan.js';
 import { loadSteps } from '../../../steps/index.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
-import { exitCodeFor } from '../exit-code.js';
-import { withTestKill } from '../test-hooks.js';
-import { renderMigrate, renderPlan } from '../render.js';
-import { VERSION, withCommonOptions, withSession, type CommonFlags } from '../session.js';
+import { runSteps } from '../run-steps.js';
+import { withCommonOptions, withSession, type CommonFlags } from '../session.js';
 
 interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly dryRun?: boolean;
@@ -37,24 +33,7 @@ Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connect
     .action(async (flags: MigrateFlags) => {
       process.exitCode = await withSession(flags, async (s) => {
         const steps = await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections });
-        const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(flags.exact) };
-        if (flags.dryRun) {
-          const plan = await planMigrate(s.database, { steps, only: flags.only, stepOptions });
-          s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
-          return plan.steps.some((p) => p.error) ? 1 : 0;
-        }
-        const result = await migrate(s.database, {
-          steps,
-          only: flags.only,
-          lockWaitMs: s.config.lockWaitMs,
-          stepOptions,
-          signal: s.signal,
-          onEvent: withTestKill((e) => s.reporter.handle(e)),
-          version: VERSION,
-        });
-        const exitCode = exitCodeFor(result.steps);
-        s.output({ database: s.database.displayUrl, exitCode, ...result }, () => renderMigrate(result));
-        return exitCode;
+        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.only, exact: flags.exact });
       });
     });
 }

@@ -1,8 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ProgressMeter } from '../../progress.js';
-import { checkSeedOptions, dropSeedTargets, seedLegacy, type SeedSummary } from '../../seed/index.js';
+import { checkSeedOptions, dropSeedTargets, seedLegacy, type SeedOptions, type SeedSummary } from '../../seed/index.js';
 import { formatCount, formatDuration } from '../format.js';
-import { withCommonOptions, withSession, type CommonFlags } from '../session.js';
+import { withCommonOptions, withSession, type CommonFlags, type Session } from '../session.js';
 
 interface SeedFlags extends CommonFlags {
   readonly events: number;
@@ -35,27 +35,8 @@ Exit codes: 0 seeded, 2 usage/configuration/connection error, 5 refused.`)
           const dropped = await dropSeedTargets(s.database);
           s.reporter.warn(dropped.length > 0 ? `--reset: dropped schema(s) ${dropped.join(', ')}` : '--reset: nothing to drop');
         }
-        const title = `seed ${formatCount(flags.events)} events in ${formatCount(flags.instances)} instance(s), seed ${flags.seed}`;
-        s.reporter.handle({ type: 'step-start', stepId: 'seed', title, attempt: 1, resuming: false });
-        const meter = new ProgressMeter();
-        let summary: SeedSummary;
-        try {
-          summary = await seedLegacy(s.database, {
-            events: flags.events,
-            instances: flags.instances,
-            seed: flags.seed,
-            onProgress: (done, total) =>
-              s.reporter.handle({ type: 'step-progress', stepId: 'seed', progress: meter.update({ phase: 'load', done, total, unit: 'events' }) }),
-          });
-        } catch (err) {
-          s.reporter.close();
-          throw err;
-        }
-        const message = `${formatCount(summary.events)} events, ${summary.instances} instance(s), ${summary.milestones} milestone rows`;
-        s.reporter.handle({
-          type: 'step-end',
-          result: { id: 'seed', title, status: 'succeeded', attempt: 1, durationMs: summary.durationMs, summary: { message } },
-        });
+        const summary = await seedWithProgress(s, { events: flags.events, instances: flags.instances, seed: flags.seed });
+        const message = describeSeed(summary);
         s.output({ database: s.database.displayUrl, ...summary }, () => `seeded ${message} in ${formatDuration(summary.durationMs)}`);
         return 0;
       });
@@ -72,4 +53,29 @@ function positiveInt(value: string): number {
   const n = integer(value);
   if (n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+/** Seeds with a spinner / progress lines, as one pseudo-step `seed`. Shared with `demo`. */
+export async function seedWithProgress(s: Session, options: SeedOptions): Promise<SeedSummary> {
+  const title = `seed ${formatCount(options.events)} events in ${formatCount(options.instances)} instance(s), seed ${options.seed ?? 1}`;
+  s.reporter.handle({ type: 'step-start', stepId: 'seed', title, attempt: 1, resuming: false });
+  const meter = new ProgressMeter();
+  let summary: SeedSummary;
+  try {
+    summary = await seedLegacy(s.database, {
+      ...options,
+      onProgress: (done, total) =>
+        s.reporter.handle({ type: 'step-progress', stepId: 'seed', progress: meter.update({ phase: 'load', done, total, unit: 'events' }) }),
+    });
+  } catch (err) {
+    s.reporter.close();
+    throw err;
+  }
+  const message = describeSeed(summary);
+  s.reporter.handle({ type: 'step-end', result: { id: 'seed', title, status: 'succeeded', attempt: 1, durationMs: summary.durationMs, summary: { message } } });
+  return summary;
+}
+
+function describeSeed(summary: SeedSummary): string {
+  return `${formatCount(summary.events)} events, ${summary.instances} instance(s), ${summary.milestones} milestone rows`;
 }

@@ -1,0 +1,56 @@
+import { Command } from 'commander';
+import { sql } from 'kysely';
+import { dropSeedTargets } from '../../seed/index.js';
+import { getStatus } from '../../status.js';
+import { loadSteps } from '../../../steps/index.js';
+import { renderStatus } from '../render.js';
+import { runSteps } from '../run-steps.js';
+import { withSession } from '../session.js';
+import { seedWithProgress } from './seed.js';
+
+interface DemoFlags {
+  readonly dataDir?: string;
+  readonly events: string;
+  readonly instances: string;
+  readonly fresh?: boolean;
+}
+
+/**
+ * `zsetup demo`: the whole job on the embedded PostgreSQL, as a newcomer's first run (`npm start`).
+ * It never touches a configured database: DATABASE_URL and ZSETUP_DATABASE_URL are ignored.
+ */
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('seed a sample legacy database on the embedded PostgreSQL, migrate it, prefill the projections, show the status')
+    .option('--data-dir <dir>', 'data directory of the embedded PostgreSQL (default: ./.zsetup)')
+    .option('--events <n>', 'events in the sample database', '200000')
+    .option('--instances <n>', 'instances in the sample database', '20')
+    .option('--fresh', 'drop the sample database and seed it again')
+    .addHelpText('after', `
+Always uses the embedded PostgreSQL (never $DATABASE_URL / $ZSETUP_DATABASE_URL). Run it again to see
+"up to date"; run it with --fresh to start over. Afterwards: zsetup status, zsetup verify.
+
+Examples:
+  $ zsetup demo
+  $ zsetup demo --fresh --events 1000000 --instances 50`)
+    .action(async (flags: DemoFlags) => {
+      const env = { ...process.env, DATABASE_URL: '', ZSETUP_DATABASE_URL: '' };
+      process.exitCode = await withSession({ dataDir: flags.dataDir }, async (s) => {
+        const existing = await sql<{ found: boolean }>`
+          SELECT coalesce(to_regclass('eventstore.events'), to_regclass('eventstore.events_old'), to_regclass('eventstore.events2')) IS NOT NULL AS found`.execute(s.database.db);
+        if (existing.rows[0].found && flags.fresh) {
+          s.reporter.warn(`--fresh: dropped ${(await dropSeedTargets(s.database)).join(', ')}`);
+        }
+        if (!existing.rows[0].found || flags.fresh) {
+          await seedWithProgress(s, { events: Number(flags.events), instances: Number(flags.instances), seed: 1 });
+        } else {
+          s.reporter.info('the sample database is already there (use --fresh to seed it again)');
+        }
+        const steps = await loadSteps({ initProjections: true });
+        const exitCode = await runSteps(s, steps, {});
+        const status = await getStatus(s.database, steps);
+        s.output(status, () => `\n${renderStatus(status)}`);
+        return exitCode;
+      }, env);
+    });
+}
