@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Tx } from '../db/connection.js';
 import type { RunContext } from '../step.js';
 import { blocksOf } from './catalog.js';
-import { checkPrivileges, countAndValidate } from './preflight.js';
+import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
 import { blockRange, CHUNKS_TABLE, createEvents2Table, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE } from './sql.js';
 
@@ -28,6 +28,7 @@ export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOff
   return ctx.transaction(async (tx) => {
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
     await checkPrivileges(tx, options.rename ? 'eventstore.events' : OLD_TABLE, options.rename);
+    await checkColumns(tx, options.rename ? 'eventstore.events' : OLD_TABLE);
     if (options.rename) await sql`ALTER TABLE eventstore.events RENAME TO events_old`.execute(tx);
     const total = await countAndValidate(tx, OLD_TABLE);
     if (options.create) await sql.raw(createEvents2Table()).execute(tx);

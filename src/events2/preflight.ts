@@ -32,6 +32,26 @@ export async function checkPrivileges(db: Queryable, source: string, rename: boo
   }
 }
 
+/** Legacy columns the mapping reads (spec §1.3). */
+const MAPPED_SOURCE_COLUMNS = [
+  'instance_id', 'aggregate_type', 'aggregate_id', 'event_type', 'event_sequence', 'aggregate_version',
+  'creation_date', 'event_data', 'editor_user', 'resource_owner',
+] as const;
+
+/** Refuses, before anything is written, a source table that lacks a column the mapping reads. */
+export async function checkColumns(db: Queryable, source: string): Promise<void> {
+  const r = await sql<{ attname: string }>`
+    SELECT attname FROM pg_attribute WHERE attrelid = ${source}::regclass AND attnum > 0 AND NOT attisdropped`.execute(db);
+  const have = new Set(r.rows.map((c) => c.attname));
+  const missing = MAPPED_SOURCE_COLUMNS.filter((c) => !have.has(c));
+  if (missing.length) {
+    throw new RefusedError(
+      `${source} lacks column(s) ${missing.join(', ')} that the move to events2 reads; nothing was changed`,
+      'it is not the legacy event table shape zsetup moves (spec: pre-v2.39 eventstore.events); restore the column(s) or the table from a backup',
+    );
+  }
+}
+
 /** A legacy row the mapping cannot take. */
 export interface UnmappableRow {
   readonly instanceId: string;

@@ -58,7 +58,11 @@ export async function detectSituation(db: Queryable, checkpoint: Events2Checkpoi
     }
     return { kind: 'resume', stage: checkpoint.stage, total: checkpoint.total };
   }
-  if (!t.events2) return withoutEvents2(t);
+  if (!t.events2) {
+    const situation = withoutEvents2(t);
+    if (situation.kind === 'fresh') await refuseForeignDatabase(db);
+    return situation;
+  }
   if (await hasReferenceColumns(db) && await referenceStepDone(db)) {
     return { kind: 'done', reason: "the reference system's setup recorded 14_events_push as done" };
   }
@@ -95,6 +99,25 @@ function withoutEvents2(t: { legacy: boolean; old: boolean }): Situation {
   if (t.legacy) return { kind: 'legacy' };
   if (t.old) return { kind: 'renamed' };
   return { kind: 'fresh' };
+}
+
+/**
+ * A fresh install gets events2 only in a database that holds nothing else: tables of other schemas and
+ * no event store mean the URL points at some other application's database.
+ */
+async function refuseForeignDatabase(db: Queryable): Promise<void> {
+  const r = await sql<{ name: string; total: number }>`
+    SELECT n.nspname || '.' || c.relname AS name, count(*) OVER ()::int AS total
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'zsetup', 'eventstore', 'projections', 'system')
+      AND n.nspname NOT LIKE 'pg\\_%'
+    ORDER BY 1 LIMIT 5`.execute(db);
+  if (r.rows.length === 0) return;
+  const names = r.rows.map((x) => x.name).join(', ') + (r.rows[0].total > r.rows.length ? `, … (${r.rows[0].total} tables)` : '');
+  throw new RefusedError(
+    `this database is not an event store: it has no eventstore.events, events_old or events2, but holds other tables (${names}); nothing was created`,
+    'check --database: point it at the ZITADEL database to migrate, or at an empty database for a fresh install',
+  );
 }
 
 /** What an incomplete events2 lacks, in words. */
