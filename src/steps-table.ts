@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { sql, type Generated, type Kysely } from 'kysely';
 import type { Db, Tx, ZsetupSchema } from './db/connection.js';
-import type { ErrorReport } from './errors.js';
+import { RefusedError, type ErrorReport } from './errors.js';
 
 /** Status of a step in `zsetup.steps`. */
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -65,7 +65,28 @@ const STEPS_DDL = sql`
 
 /** Creates `zsetup.steps` if missing. Call while holding the runner lock (CREATE SCHEMA races otherwise). */
 export async function ensureStepsTable(db: Db): Promise<void> {
+  await checkStepsTablePrivileges(db);
   await STEPS_DDL.execute(db);
+}
+
+/**
+ * Refuses, before the first write, a role that cannot keep zsetup's state: it needs CREATE on the
+ * database while schema zsetup does not exist, else USAGE and CREATE on that schema.
+ */
+async function checkStepsTablePrivileges(db: Db): Promise<void> {
+  const r = await sql<{ me: string; database: string; schema: boolean; on_db: boolean; usage: boolean; create: boolean }>`
+    SELECT current_user AS me, current_database() AS database, to_regnamespace('zsetup') IS NOT NULL AS schema,
+           has_database_privilege(current_database(), 'CREATE') AS on_db,
+           to_regnamespace('zsetup') IS NOT NULL AND has_schema_privilege('zsetup', 'USAGE') AS usage,
+           to_regnamespace('zsetup') IS NOT NULL AND has_schema_privilege('zsetup', 'CREATE') AS create`.execute(db);
+  const p = r.rows[0];
+  const missing = !p.schema ? (p.on_db ? [] : [`CREATE on database ${p.database}`])
+    : [!p.usage && 'USAGE on schema zsetup', !p.create && 'CREATE on schema zsetup'].filter((x): x is string => Boolean(x));
+  if (missing.length === 0) return;
+  throw new RefusedError(
+    `role ${p.me} lacks ${missing.join(', ')}, needed to record zsetup's progress in schema zsetup; nothing was changed`,
+    `as a superuser or the owner: ${missing.map((m) => `GRANT ${m.replace(' on ', ' ON ').replace('database', 'DATABASE').replace('schema', 'SCHEMA')} TO ${p.me}`).join('; ')}`,
+  );
 }
 
 /** Reads all step rows; an absent table (nothing ever ran, or a read-only dry-run) reads as no rows. */
