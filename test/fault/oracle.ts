@@ -168,8 +168,8 @@ export async function snapshot(db: FaultDb): Promise<Record<string, string>> {
 }
 
 /**
- * The database's own write counters (PostgreSQL ≥ 15 flushes a backend's counters on demand). Call
- * before and after: unchanged inserted/updated/deleted tuples mean nothing was written.
+ * The database's own write counters, summed over the user tables (PostgreSQL ≥ 15 flushes a backend's
+ * counters on demand and at its exit). Unchanged inserted/updated/deleted tuples mean nothing was written.
  */
 export async function writeCounters(db: FaultDb): Promise<{ ins: string; upd: string; del: string } | null> {
   const c = await db.client();
@@ -178,7 +178,10 @@ export async function writeCounters(db: FaultDb): Promise<{ ins: string; upd: st
     if (v < 150000) return null;
     await c.query(`SELECT pg_stat_force_next_flush()`);
     await c.query(`SELECT pg_stat_clear_snapshot()`);
-    const r = await c.query(`SELECT tup_inserted::text AS ins, tup_updated::text AS upd, tup_deleted::text AS del FROM pg_stat_database WHERE datname = current_database()`);
+    // Per user table, not pg_stat_database: autovacuum's ANALYZE after a run writes pg_statistic rows,
+    // which pg_stat_database counts as this database's inserts and updates.
+    const r = await c.query(`SELECT coalesce(sum(n_tup_ins), 0)::text AS ins, coalesce(sum(n_tup_upd), 0)::text AS upd,
+      coalesce(sum(n_tup_del), 0)::text AS del FROM pg_stat_user_tables`);
     return r.rows[0];
   } finally {
     await c.end();
