@@ -29,7 +29,8 @@ Examples:
   $ zsetup migrate --only events2 --concurrency 4
 
 Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
-3 lock wait ran out, 5 refused (unsafe database state, nothing written), 130 interrupted (rerun resumes).`)
+3 lock wait ran out, 4 verification of the copied events failed, 5 refused (unsafe database state,
+nothing written), 130 interrupted (rerun resumes).`)
     .action(async (flags: MigrateFlags) => {
       process.exitCode = await withSession(flags, async (s) => {
         const steps = await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections });
