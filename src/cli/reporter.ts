@@ -31,7 +31,8 @@ export class Reporter {
 
   /** Picks the mode from the stream: a TTY gets spinners, anything else plain lines. NO_COLOR wins. */
   static forStderr(env: NodeJS.ProcessEnv = process.env): Reporter {
-    const tty = Boolean(process.stderr.isTTY) && env.CI !== 'true';
+    // A pseudo-terminal without a size (e.g. `script` in CI) would make spinners redraw endlessly.
+    const tty = Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && env.CI !== 'true';
     const interval = Number(env.ZSETUP_PROGRESS_INTERVAL_MS);
     return new Reporter({
       mode: tty ? 'tty' : 'plain',
