@@ -13,6 +13,7 @@ interface DemoFlags {
   readonly events: string;
   readonly instances: string;
   readonly fresh?: boolean;
+  readonly json?: boolean;
 }
 
 /**
@@ -26,6 +27,7 @@ export function demoCommand(): Command {
     .option('--events <n>', 'events in the sample database', '200000')
     .option('--instances <n>', 'instances in the sample database', '20')
     .option('--fresh', 'drop the sample database and seed it again')
+    .option('--json', 'print the migrate result as one JSON document on stdout; logs go to stderr')
     .addHelpText('after', `
 Always uses the embedded PostgreSQL (never $DATABASE_URL / $ZSETUP_DATABASE_URL). Run it again to see
 "up to date"; run it with --fresh to start over. Afterwards: zsetup status, zsetup verify.
@@ -35,7 +37,7 @@ Examples:
   $ zsetup demo --fresh --events 1000000 --instances 50`)
     .action(async (flags: DemoFlags) => {
       const env = { ...process.env, DATABASE_URL: '', ZSETUP_DATABASE_URL: '' };
-      process.exitCode = await withSession({ dataDir: flags.dataDir }, async (s) => {
+      process.exitCode = await withSession({ dataDir: flags.dataDir, json: flags.json }, async (s) => {
         const existing = await sql<{ found: boolean }>`
           SELECT coalesce(to_regclass('eventstore.events'), to_regclass('eventstore.events_old'), to_regclass('eventstore.events2')) IS NOT NULL AS found`.execute(s.database.db);
         if (existing.rows[0].found && flags.fresh) {
@@ -48,8 +50,10 @@ Examples:
         }
         const steps = await loadSteps({ initProjections: true });
         const exitCode = await runSteps(s, steps, {});
-        const status = await getStatus(s.database, steps);
-        s.output(status, () => `\n${renderStatus(status)}`);
+        if (!flags.json) {
+          const status = await getStatus(s.database, steps);
+          s.output(status, () => `\n${renderStatus(status)}`);
+        }
         return exitCode;
       }, env);
     });
