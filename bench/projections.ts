@@ -5,9 +5,12 @@
  * SAVEPOINT, the position upserted once per batch, one projection after another), on two copies of one
  * seeded database. Checks both give identical tables and positions; prints events per second and the ratio.
  *
- *   npx tsc -p . && node dist/bench/projections.js [--events 400000] [--instances 10] [--concurrency 2]
+ *   npx tsc -p . && node dist/bench/projections.js [--events 1000000] [--instances 10] [--concurrency 2]
+ *        [--keep-source] [--source <database>]
  *
  * Data: seedLegacy (legacy eventstore.events), then the events2 and milestones steps via migrate().
+ * `--keep-source` keeps that seeded database (its name is printed); `--source` uses such a database
+ * again instead of seeding (it is only read, as the template of the two copies).
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
 import crypto from 'node:crypto';
@@ -38,26 +41,36 @@ const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"
 /** Runs the benchmark; `argv` are the flags only. */
 export async function benchProjections(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: {
-    events: { type: 'string', default: '400000' },
+    events: { type: 'string', default: '1000000' },
     instances: { type: 'string', default: '10' },
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
+    'keep-source': { type: 'boolean', default: false },
+    source: { type: 'string' },
   }, strict: false });
   const events = Number(values.events);
   const instances = Number(values.instances);
   const concurrency = Number(values.concurrency);
   const server = await benchServer();
-  const names = { src: dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const source = typeof values.source === 'string' ? values.source : undefined;
+  const names = { src: source ?? dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const keep = new Set(source || values['keep-source'] ? [names.src] : []);
   const admin = (text: string) => query(server.url, text);
   try {
     const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
-    log(`PostgreSQL ${version}; ${events.toLocaleString('en-US')} seeded events, ${instances} instances, concurrency ${concurrency}`);
-    await admin(`CREATE DATABASE ${names.src}`);
-    let t = Date.now();
-    await prepare(urlFor(server.url, names.src), events, instances, concurrency);
-    log(`seeded and moved to events2 in ${seconds(Date.now() - t)}`);
+    if (source) {
+      const n = (await query(urlFor(server.url, source), `SELECT count(*)::int AS n, count(DISTINCT instance_id)::int AS i FROM eventstore.events2`))[0];
+      log(`PostgreSQL ${version}; source database ${source}: ${n.n.toLocaleString('en-US')} events in events2, ${n.i} instances, concurrency ${concurrency}`);
+    } else {
+      log(`PostgreSQL ${version}; ${events.toLocaleString('en-US')} seeded events, ${instances} instances, concurrency ${concurrency}`);
+      await admin(`CREATE DATABASE ${names.src}`);
+      const t = Date.now();
+      await prepare(urlFor(server.url, names.src), events, instances, concurrency);
+      log(`seeded and moved to events2 in ${seconds(Date.now() - t)}${keep.size ? ` (kept as ${names.src})` : ''}`);
+    }
+    log(`load average: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
     await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
-    await admin(`DROP DATABASE ${names.src}`);
+    if (!keep.size) await admin(`DROP DATABASE ${names.src}`);
     await admin('CHECKPOINT');
     const ref = await timed(urlFor(server.url, names.ref), concurrency, (db) => referencePrefill(db));
     log(`reference: ${ref.events.toLocaleString('en-US')} events in ${seconds(ref.ms)} = ${rate(ref.events, ref.ms)} events/s`);
@@ -66,10 +79,10 @@ export async function benchProjections(argv: string[]): Promise<void> {
     log(`zsetup:    ${zs.events.toLocaleString('en-US')} events in ${seconds(zs.ms)} = ${rate(zs.events, zs.ms)} events/s (peak RSS ${Math.round(zs.peakRss / 2 ** 20)} MiB)`);
     const diff = await compare(urlFor(server.url, names.ref), urlFor(server.url, names.zs));
     log(`tables and current_states identical: ${diff.length === 0 ? 'yes' : `NO (${diff.join(', ')})`}`);
-    log(`ratio: zsetup is ${(ref.ms / zs.ms).toFixed(1)}x the reference`);
+    log(`ratio: zsetup is ${(ref.ms / zs.ms).toFixed(1)}x the reference (load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
     if (diff.length || zs.events !== ref.events) process.exitCode = 1;
   } finally {
-    for (const n of Object.values(names)) await admin(`DROP DATABASE IF EXISTS ${n} WITH (FORCE)`).catch(() => {});
+    for (const n of Object.values(names)) if (!keep.has(n)) await admin(`DROP DATABASE IF EXISTS ${n} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
 }
@@ -156,7 +169,7 @@ async function referenceInstance(client: pg.PoolClient, model: ProjectionModel, 
     const { reduced, failures } = reduceBatch(model, events);
     const all: FailedEvent[] = [...failures];
     await applyEventByEvent(client, reduced, all);
-    await recordFailures(client, model.name, instance, all);
+    await recordFailures(client, model.name, all);
     for (const e of events) offset.add(e);
     last = events[events.length - 1];
     await writeState(client, model.name, last, offset.value);

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { isDatabaseError } from '../errors.js';
-import { BatchFold } from './fold.js';
+import { BatchFold, type TableWrites } from './fold.js';
 import { reduceEvent, type Op, type ProjectionModel } from './model.js';
-import { OffsetCounter, recordFailures, writeState, type FailedEvent } from './state.js';
+import { OffsetCounter, recordFailures, writeStates, type FailedEvent, type StateUpdate } from './state.js';
 import type { ProjectionEvent } from './types.js';
 import { writeBulk, writeOp } from './write.js';
 
@@ -13,6 +13,15 @@ export interface BatchOutcome {
   readonly replayed: boolean;
 }
 
+/** A batch reduced and folded in memory, ready to be written in one transaction. */
+export interface FoldedBatch {
+  readonly events: readonly ProjectionEvent[];
+  readonly writes: readonly TableWrites[];
+  readonly failures: readonly FailedEvent[];
+  /** The new position of every instance the batch touched. */
+  readonly states: readonly StateUpdate[];
+}
+
 /** Runs the reducers over a batch; events whose reducer throws become failures. */
 export function reduceBatch(model: ProjectionModel, events: readonly ProjectionEvent[]) {
   const reduced: { event: ProjectionEvent; ops: Op[] }[] = [];
@@ -21,10 +30,36 @@ export function reduceBatch(model: ProjectionModel, events: readonly ProjectionE
     try {
       reduced.push({ event, ops: reduceEvent(model, event) });
     } catch (err) {
-      failures.push({ event, error: err instanceof Error ? err.message : String(err) });
+      failures.push({ event, error: errorText(err) });
     }
   }
   return { reduced, failures };
+}
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Reduces a batch (events of any instances, in stream order) and folds it into one net change per row.
+ * Each event is folded as soon as it is reduced, so only the fold is kept, not every event's ops.
+ * `offsets` (one counter per instance, created on first use) advance past the batch.
+ */
+export function foldBatch(model: ProjectionModel, events: readonly ProjectionEvent[], offsets: Map<string, OffsetCounter>): FoldedBatch {
+  const fold = new BatchFold(model);
+  const failures: FailedEvent[] = [];
+  const last = new Map<string, ProjectionEvent>();
+  for (const event of events) {
+    try {
+      fold.apply(reduceEvent(model, event));
+    } catch (err) {
+      failures.push({ event, error: errorText(err) });
+    }
+    let offset = offsets.get(event.instanceId);
+    if (!offset) offsets.set(event.instanceId, (offset = new OffsetCounter(null, 0)));
+    offset.add(event);
+    last.set(event.instanceId, event);
+  }
+  const states = [...last.values()].map((e) => ({ last: e, filterOffset: offsets.get(e.instanceId)!.value }));
+  return { events, writes: fold.writes(), failures, states };
 }
 
 async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
@@ -45,40 +80,30 @@ function isDataError(err: unknown): boolean {
 }
 
 /**
- * Writes one batch of one instance's stream and the projection's new position in ONE transaction, so a
- * crash leaves the projection either before or after the whole batch. The batch is folded in memory
- * and written in bulk; if PostgreSQL rejects a value, the batch is rolled back and replayed event by
- * event inside savepoints, so the failing event is recorded and the rest still applies.
+ * Writes a folded batch and the new position of every instance it touched in ONE transaction, so a
+ * crash leaves each instance's projection either before or after the whole batch. If PostgreSQL
+ * rejects a value, the batch is rolled back and replayed event by event inside savepoints, so the
+ * failing event is recorded and the rest still applies.
  */
-export async function writeBatch(
-  client: pg.ClientBase,
-  model: ProjectionModel,
-  events: readonly ProjectionEvent[],
-  offset: OffsetCounter,
-): Promise<BatchOutcome> {
-  const { reduced, failures } = reduceBatch(model, events);
-  for (const e of events) offset.add(e);
-  const last = events[events.length - 1];
-  const instanceId = last.instanceId;
+export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, batch: FoldedBatch): Promise<BatchOutcome> {
   try {
     await inTransaction(client, async () => {
-      const fold = new BatchFold(model);
-      for (const r of reduced) fold.apply(r.ops);
-      await writeBulk(client, fold.writes());
-      await recordFailures(client, model.name, instanceId, failures);
-      await writeState(client, model.name, last, offset.value);
+      await writeBulk(client, batch.writes);
+      await recordFailures(client, model.name, batch.failures);
+      await writeStates(client, model.name, batch.states);
     });
-    return { failed: failures.length, replayed: false };
+    return { failed: batch.failures.length, replayed: false };
   } catch (err) {
     if (!isDataError(err)) throw err;
   }
-  const all = [...failures];
+  // The fold took over the ops' rows; reducers are pure, so reducing again gives the original ops.
+  const { reduced, failures } = reduceBatch(model, batch.events);
   await inTransaction(client, async () => {
-    await applyEventByEvent(client, reduced, all);
-    await recordFailures(client, model.name, instanceId, all);
-    await writeState(client, model.name, last, offset.value);
+    await applyEventByEvent(client, reduced, failures);
+    await recordFailures(client, model.name, failures);
+    await writeStates(client, model.name, batch.states);
   });
-  return { failed: all.length, replayed: true };
+  return { failed: failures.length, replayed: true };
 }
 
 /**

@@ -51,10 +51,6 @@ export async function listInstances(db: Queryable): Promise<string[]> {
   return r.rows.map((x) => x.instance_id);
 }
 
-const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"`;
-const AFTER = (n: number) => `(${ORDER}) > ($${n}::numeric, $${n + 1}::int, $${n + 2}::text, $${n + 3}::text, $${n + 4}::bigint)`;
-const keyValues = (k: StreamKey) => [k.position, k.inTxOrder, k.aggregateType, k.aggregateId, k.sequence];
-
 /** Events a projection still has to process in one instance, and where they start. */
 export interface Backlog {
   readonly instanceId: string;
@@ -97,32 +93,49 @@ export async function countBacklog(
 // Every column as text: exact positions and microsecond timestamps, and one JSON.parse per payload.
 const RAW: pg.CustomTypesConfig = { getTypeParser: () => (v: string) => v } as pg.CustomTypesConfig;
 
+/** Where one instance's part of a projection's stream starts. */
+export interface StreamStart {
+  readonly instanceId: string;
+  /** The last event processed (from current_states), or null when the projection never ran there. */
+  readonly from: StreamKey | null;
+  /** The instance's first event to process (from countBacklog). */
+  readonly firstPosition: string | null;
+}
+
+/** The order of a stream across instances; for one instance it is the order of that instance's stream. */
+const STREAM_ORDER = `e."position", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e."sequence"`;
+
 /**
- * Reads one instance's events for a projection in order, in batches of at most `batchSize`. Each query
+ * Reads a projection's events of several instances as one stream, ordered by position, in batches of
+ * at most `batchSize`. Each instance's events start after its recorded key (compared in SQL, so text
+ * order is the database's collation), and the stream continues after the last row returned. Each query
  * covers a window of positions sized to hold about one batch, so it reads only the index entries it
  * returns (the index orders by event type before position, so an unbounded "next N" query would sort
  * the whole remaining stream each time). Correctness does not depend on the window: rows are taken in
  * key order after the last one returned, and a full batch restarts the window at its last position.
  */
-export class EventReader {
-  private key: StreamKey | null;
+export class StreamReader {
+  private last: ProjectionEvent | null = null;
   private scanFrom: string;
   private delta: number;
   private finished = false;
+  /** Instances by the position their stream starts at, earliest first. */
+  private readonly starts: readonly (StreamStart & { readonly start: string })[];
 
   constructor(
     private readonly db: Queryable,
     private readonly model: ProjectionModel,
-    private readonly instanceId: string,
-    from: StreamKey | null,
-    backlog: Backlog,
+    starts: readonly StreamStart[],
     private readonly endPoint: string,
     private readonly batchSize: number,
+    events: number,
   ) {
-    this.key = from;
-    this.scanFrom = from?.position ?? backlog.firstPosition ?? endPoint;
+    this.starts = starts
+      .map((s) => ({ ...s, start: s.from?.position ?? s.firstPosition ?? endPoint }))
+      .sort((a, b) => comparePositions(a.start, b.start));
+    this.scanFrom = this.starts[0]?.start ?? endPoint;
     const span = Math.max(positionSpan(this.scanFrom, endPoint), 0);
-    this.delta = Math.max(0.001, (span * batchSize) / Math.max(backlog.events, 1));
+    this.delta = Math.max(0.001, (span * batchSize) / Math.max(events, 1));
   }
 
   /** The next batch in order (up to `batchSize` events), or null when the end point is reached. */
@@ -132,11 +145,11 @@ export class EventReader {
       const limit = this.batchSize - batch.length;
       const windowEnd = minPosition(addToPosition(this.scanFrom, this.delta), this.endPoint);
       const events = await this.read(windowEnd, limit);
-      batch.push(...events);
-      if (events.length) this.key = events[events.length - 1];
+      for (const e of events) batch.push(e);
+      if (events.length) this.last = events[events.length - 1];
       if (events.length === limit) {
         // The window held more: go on from the last event, with a smaller window if this one alone overflowed.
-        this.scanFrom = this.key!.position;
+        this.scanFrom = this.last!.position;
         if (limit === this.batchSize) this.delta = Math.max(0.001, this.delta / 2);
         break;
       }
@@ -148,25 +161,46 @@ export class EventReader {
   }
 
   private async read(windowEnd: string, limit: number): Promise<ProjectionEvent[]> {
-    const values: unknown[] = [this.instanceId, this.model.aggregateTypes, this.model.eventTypes, this.scanFrom, windowEnd, limit];
-    if (this.key) values.push(...keyValues(this.key));
+    // Only instances whose stream starts before the window's end can have events in it.
+    const active = this.starts.filter((s) => comparePositions(s.start, windowEnd) < 0);
+    if (active.length === 0) return [];
+    const from = active.map((s) => s.from);
+    const values: unknown[] = [
+      active.map((s) => s.instanceId),
+      from.map((k) => k?.position ?? null),
+      from.map((k) => k?.inTxOrder ?? null),
+      from.map((k) => k?.aggregateType ?? null),
+      from.map((k) => k?.aggregateId ?? null),
+      from.map((k) => k?.sequence ?? null),
+      this.model.aggregateTypes,
+      this.model.eventTypes,
+      this.scanFrom,
+      windowEnd,
+      limit,
+    ];
+    const l = this.last;
+    if (l) values.push(l.position, l.inTxOrder, l.instanceId, l.aggregateType, l.aggregateId, l.sequence);
     const r = await this.db.query({
-      text: `SELECT aggregate_type, aggregate_id, event_type, "sequence", revision, creator, owner, payload, "position", in_tx_order,
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
-             FROM eventstore.events2
-             WHERE instance_id = $1 AND aggregate_type = ANY($2) AND event_type = ANY($3)
-               AND "position" >= $4::numeric AND "position" < $5::numeric${this.key ? ` AND ${AFTER(7)}` : ''}
-             ORDER BY ${ORDER} LIMIT $6`,
+      text: `SELECT e.instance_id, e.aggregate_type, e.aggregate_id, e.event_type, e."sequence", e.revision, e.creator, e.owner,
+               e.payload, e."position", e.in_tx_order,
+               to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
+             FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[]) AS s(instance_id, p, o, t, a, q)
+             JOIN eventstore.events2 e ON e.instance_id = s.instance_id
+             WHERE e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
+               AND e."position" >= $9::numeric AND e."position" < $10::numeric
+               AND (s.p IS NULL OR (e."position", e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.p, s.o, s.t, s.a, s.q))${
+                 l ? `\n               AND (${STREAM_ORDER}) > ($12::numeric, $13::int, $14::text, $15::text, $16::text, $17::bigint)` : ''}
+             ORDER BY ${STREAM_ORDER} LIMIT $11`,
       values,
       types: RAW,
     });
-    return r.rows.map((row) => toEvent(this.instanceId, row));
+    return r.rows.map(toEvent);
   }
 }
 
-function toEvent(instanceId: string, row: Record<string, string | null>): ProjectionEvent {
+function toEvent(row: Record<string, string | null>): ProjectionEvent {
   return {
-    instanceId,
+    instanceId: row.instance_id!,
     aggregateType: row.aggregate_type!,
     aggregateId: row.aggregate_id!,
     eventType: row.event_type!,

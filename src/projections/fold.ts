@@ -36,12 +36,15 @@ export class BatchFold {
     }
   }
 
-  /** Applies the validated changes of one event. */
+  /**
+   * Applies the validated changes of one event. The fold takes over the ops' row objects (they are
+   * changed by later updates), so ops must not be used again after being applied.
+   */
   apply(ops: readonly Op[]): void {
     for (const op of ops) {
       switch (op.kind) {
         case 'upsert':
-          this.entries.get(op.table)!.set(keyString(op.table, op.row), { kind: 'row', row: { ...op.row } });
+          this.entries.get(op.table)!.set(keyString(op.table, op.row), { kind: 'row', row: op.row as Record<string, ColumnValue> });
           break;
         case 'update':
           this.update(op.table, op.key, op.set);
@@ -60,7 +63,7 @@ export class BatchFold {
     const map = this.entries.get(t)!;
     const k = keyString(t, key);
     const e = map.get(k);
-    if (!e) map.set(k, { kind: 'patch', key, set: { ...set } });
+    if (!e) map.set(k, { kind: 'patch', key, set: set as Record<string, ColumnValue> });
     else if (e.kind === 'row') Object.assign(e.row, set);
     else if (e.kind === 'patch') Object.assign(e.set, set);
     // A deleted row stays deleted: an UPDATE would have matched nothing.

@@ -201,5 +201,13 @@ function partial(t: TableModel, values: Row, forbidKey: boolean): Record<string,
 
 /** The primary key of a row as a Map key. */
 export function keyString(t: TableModel, row: Readonly<Record<string, ColumnValue>>): string {
-  return t.primaryKey.length === 1 ? String(row[t.primaryKey[0]]) : JSON.stringify(t.primaryKey.map((k) => row[k]));
+  const pk = t.primaryKey;
+  if (pk.length === 1) return String(row[pk[0]]);
+  // Text key values cannot contain NUL (checkValue), so NUL separates them unambiguously.
+  let k = '';
+  for (let i = 0; i < pk.length; i++) {
+    const v = row[pk[i]];
+    k += (i ? '\u0000' : '') + (typeof v === 'string' ? v : JSON.stringify(v));
+  }
+  return k;
 }

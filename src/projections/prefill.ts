@@ -1,18 +1,18 @@
+import type pg from 'pg';
 import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
-import { writeBatch } from './batch.js';
+import { foldBatch, writeBatch } from './batch.js';
 import { ensureTables } from './ddl.js';
-import { countBacklog, EventReader, listInstances, type Backlog, type Queryable, type StreamKey } from './events.js';
+import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
 import { OffsetCounter, readStates, type CurrentState } from './state.js';
-import type { ProjectionEvent } from './types.js';
 
 /** Inputs of {@link prefillProjection}. */
 export interface PrefillOptions {
   /** Exclusive upper bound on `position` (see captureEndPoint). */
   readonly endPoint: string;
-  /** Instances processed in parallel, each with its own connection. */
+  /** Parallel streams, each over its own group of instances with two connections (reading, writing). */
   readonly concurrency: number;
   /** Events read, folded and written per transaction. Default is 20,000. */
   readonly batchSize?: number;
@@ -64,10 +64,37 @@ export async function projectionBacklog(db: Queryable, model: ProjectionModel, e
 }
 
 /**
- * Prefills one projection up to the end point: creates its tables if missing, then processes every
- * instance with events left, several in parallel. Each instance's stream is read in ordered batches,
- * folded in memory and written in bulk together with the new position (see writeBatch). Memory is
- * bounded by two batches per worker (the one being written and the one read ahead).
+ * Splits the instances into `n` groups with about the same number of events (largest first, each into
+ * the lightest group), so parallel streams finish at about the same time.
+ */
+function splitInstances(backlog: readonly Backlog[], n: number): Backlog[][] {
+  const groups = Array.from({ length: n }, () => ({ events: 0, members: [] as Backlog[] }));
+  for (const b of [...backlog].sort((x, y) => y.events - x.events)) {
+    const lightest = groups.reduce((min, g) => (g.events < min.events ? g : min));
+    lightest.members.push(b);
+    lightest.events += b.events;
+  }
+  return groups.map((g) => g.members).filter((m) => m.length > 0);
+}
+
+/** Session settings of the prefill's connections: short statements (JIT costs more than it saves), in-memory sorts of a batch. */
+async function withSession<T>(database: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await database.pool.connect();
+  try {
+    await client.query(`SET jit = off; SET work_mem = '64MB'`);
+    return await fn(client);
+  } finally {
+    await client.query('RESET jit; RESET work_mem').catch(() => {});
+    client.release();
+  }
+}
+
+/**
+ * Prefills one projection up to the end point: creates its tables if missing, then reads the events of
+ * every instance with events left as ordered streams (the instances split into `concurrency` groups, one
+ * stream each). A stream is a pipeline: while one batch is written (in bulk, with the new positions of
+ * the instances it touched, in one transaction), the next is read and folded. Memory is bounded by
+ * three batches per stream (being read, being folded, being written).
  */
 export async function prefillProjection(
   database: Database,
@@ -76,55 +103,41 @@ export async function prefillProjection(
   ctx: PrefillContext,
 ): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
-  const setup = await database.pool.connect();
-  try {
-    await ensureTables(setup, model);
-  } finally {
-    setup.release();
-  }
+  await withSession(database, (client) => ensureTables(client, model));
   const { states, backlog, events: total } = await projectionBacklog(database.pool, model, options.endPoint);
   const result = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
-  // Biggest instances first, so the last worker does not start a long stream alone.
-  const queue = [...backlog].sort((a, b) => b.events - a.events);
   const poolMax = (database.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
-  const workers = Math.max(1, Math.min(options.concurrency, queue.length, Math.floor(poolMax / 2)));
+  const groups = splitInstances(backlog, Math.max(1, Math.min(options.concurrency, Math.floor(poolMax / 2))));
   let stopped: unknown;
-  const work = async () => {
-    const client = await database.pool.connect();
-    try {
-      // Batch statements are short; JIT compiling them costs more than it saves.
-      await client.query('SET jit = off');
-      for (let b = queue.shift(); b && stopped === undefined; b = queue.shift()) {
-        const state = states.get(b.instanceId);
-        const reader = new EventReader(database.pool, model, b.instanceId, state?.key ?? null, b, options.endPoint, batchSize);
-        const offset = new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0);
-        let pending: Promise<ProjectionEvent[] | null> = reader.next();
-        for (;;) {
-          const events = await pending;
-          if (!events) break;
-          // Read the next batch while this one is folded and written.
-          pending = reader.next();
-          pending.catch(() => {});
-          const outcome = await writeBatch(client, model, events, offset);
-          result.events += events.length;
-          result.failedEvents += outcome.failed;
-          result.batches++;
-          if (outcome.replayed) result.replayedBatches++;
-          ctx.progress({ phase: model.name, done: result.events, total, unit: 'events' });
-          if (stopped !== undefined) return;
-          ctx.throwIfStopped();
-        }
-      }
-    } catch (err) {
-      stopped ??= err;
-    } finally {
-      await client.query('RESET jit').catch(() => {});
-      client.release();
+  const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writing) => {
+    const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
+    const reader = new StreamReader(reading, model, starts, options.endPoint, batchSize, group.reduce((n, b) => n + b.events, 0));
+    const offsets = new Map(group.map((b) => {
+      const state = states.get(b.instanceId);
+      return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
+    }));
+    let pending = reader.next();
+    for (;;) {
+      const events = await pending;
+      if (!events || stopped !== undefined) break;
+      // PostgreSQL reads the next batch while this one is folded and written.
+      pending = reader.next();
+      pending.catch(() => {});
+      const outcome = await writeBatch(writing, model, foldBatch(model, events, offsets));
+      result.events += events.length;
+      result.failedEvents += outcome.failed;
+      result.batches++;
+      if (outcome.replayed) result.replayedBatches++;
+      ctx.progress({ phase: model.name, done: result.events, total, unit: 'events' });
+      ctx.throwIfStopped();
     }
-  };
-  await Promise.all(Array.from({ length: workers }, work));
+    await pending.catch(() => {});
+  }).catch((err) => {
+    stopped ??= err;
+  }));
+  await Promise.all(groups.map(stream));
   if (stopped !== undefined) throw stopped;
   if (result.failedEvents > 0) ctx.log(`${model.name}: ${result.failedEvents} event(s) could not be applied; see projections.failed_events2`);
   return { ...result, atHead: false };

@@ -70,10 +70,38 @@ export async function writeState(db: Queryable, projection: string, last: Projec
   );
 }
 
-/** Records failed events in `projections.failed_events2` (one statement), counting repeated failures. */
-export async function recordFailures(db: Queryable, projection: string, instanceId: string, failures: readonly FailedEvent[]): Promise<void> {
+/** The position an instance's projection reaches with a batch: its last event, and the filter offset there. */
+export interface StateUpdate {
+  readonly last: ProjectionEvent;
+  readonly filterOffset: number;
+}
+
+/** Upserts the positions of several instances in one statement, inside the caller's transaction. */
+export async function writeStates(db: Queryable, projection: string, updates: readonly StateUpdate[]): Promise<void> {
+  if (updates.length === 0) return;
+  const rows = updates.map(({ last, filterOffset }) => ({
+    instance_id: last.instanceId, aggregate_id: last.aggregateId, aggregate_type: last.aggregateType, sequence: last.sequence,
+    event_date: last.createdAt, position: last.position, filter_offset: filterOffset, in_tx_order: last.inTxOrder,
+  }));
+  await db.query(
+    `INSERT INTO projections.current_states
+       (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order)
+     SELECT $1, r.instance_id, statement_timestamp(), r.aggregate_id, r.aggregate_type, r."sequence", r.event_date, r."position", r.filter_offset, r.in_tx_order
+     FROM jsonb_to_recordset($2::jsonb) AS r(instance_id text, aggregate_id text, aggregate_type text, "sequence" bigint,
+                                             event_date timestamptz, "position" numeric, filter_offset int, in_tx_order int)
+     ON CONFLICT (projection_name, instance_id) DO UPDATE SET
+       last_updated = EXCLUDED.last_updated, aggregate_id = EXCLUDED.aggregate_id, aggregate_type = EXCLUDED.aggregate_type,
+       "sequence" = EXCLUDED."sequence", event_date = EXCLUDED.event_date, "position" = EXCLUDED."position",
+       filter_offset = EXCLUDED.filter_offset, in_tx_order = EXCLUDED.in_tx_order`,
+    [projection, JSON.stringify(rows)],
+  );
+}
+
+/** Records failed events (of any instances) in `projections.failed_events2` in one statement, counting repeated failures. */
+export async function recordFailures(db: Queryable, projection: string, failures: readonly FailedEvent[]): Promise<void> {
   if (failures.length === 0) return;
   const rows = failures.map((f) => ({
+    instance_id: f.event.instanceId,
     aggregate_type: f.event.aggregateType,
     aggregate_id: f.event.aggregateId,
     created_at: f.event.createdAt,
@@ -83,11 +111,11 @@ export async function recordFailures(db: Queryable, projection: string, instance
   await db.query(
     `INSERT INTO projections.failed_events2
        (projection_name, instance_id, aggregate_type, aggregate_id, event_creation_date, failed_sequence, failure_count, error, last_failed)
-     SELECT $1, $2, r.aggregate_type, r.aggregate_id, r.created_at, r."sequence", 1, r.error, statement_timestamp()
-     FROM jsonb_to_recordset($3::jsonb) AS r(aggregate_type text, aggregate_id text, created_at timestamptz, "sequence" bigint, error text)
+     SELECT $1, r.instance_id, r.aggregate_type, r.aggregate_id, r.created_at, r."sequence", 1, r.error, statement_timestamp()
+     FROM jsonb_to_recordset($2::jsonb) AS r(instance_id text, aggregate_type text, aggregate_id text, created_at timestamptz, "sequence" bigint, error text)
      ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence) DO UPDATE SET
        failure_count = projections.failed_events2.failure_count + 1, error = EXCLUDED.error, last_failed = EXCLUDED.last_failed`,
-    [projection, instanceId, JSON.stringify(rows)],
+    [projection, JSON.stringify(rows)],
   );
 }
 
