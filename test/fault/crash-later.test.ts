@@ -44,7 +44,7 @@ async function killWhileBlocked(db: FaultDb, lock: string, query: RegExp): Promi
   await holder.query('ROLLBACK');
 }
 
-describe.concurrent('kill -9 during the milestone conversion and the projection prefill, then rerun', () => {
+describe('kill -9 during the milestone conversion and the projection prefill, then rerun', () => {
   const points: { at: string; name: string }[] = [
     { at: 'start milestones-v2', name: 'as the milestone conversion starts' },
     { at: 'progress milestones-v2 1 convert', name: 'before the first milestone batch' },
@@ -84,7 +84,7 @@ describe.concurrent('kill -9 during the milestone conversion and the projection 
   });
 });
 
-describe.concurrent('SIGINT / SIGTERM stop cleanly and a rerun resumes', () => {
+describe('SIGINT / SIGTERM stop cleanly and a rerun resumes', () => {
   const cases: { signal: string; at: string }[] = [
     { signal: 'SIGTERM', at: 'progress events2 2 copy' },
     { signal: 'SIGINT', at: 'progress events2 1 index' },

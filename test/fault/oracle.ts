@@ -154,8 +154,6 @@ export async function snapshot(db: FaultDb): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const schemas = await db.query<{ nspname: string }>(`SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' ORDER BY 1`);
   out['schemas'] = schemas.map((s) => s.nspname).join(',');
-  const roles = await db.query(`SELECT string_agg(rolname, ',' ORDER BY rolname) AS r FROM pg_roles`);
-  out['roles'] = roles[0].r;
   for (const r of rels) {
     out[r.name] = `${r.kind}${r.extra ? ` ${r.extra}` : ''}`;
     if (r.kind === 'r' || r.kind === 'p') {
