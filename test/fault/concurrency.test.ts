@@ -36,7 +36,7 @@ describe('concurrent runners', () => {
     const db = await copyOf(template);
     // Freeze the runner in the middle of its copy, a chunk transaction open.
     const run = startCli(migrateArgs(db), { ZSETUP_TEST_KILL_AT: 'progress events2 2 copy', ZSETUP_TEST_KILL_SIGNAL: 'SIGSTOP' });
-    await waitStopped(run.pid);
+    await waitStopped(run);
     const before = await snapshot(db);
     const status = await zsetup(['status', '--json', '-d', db.url]);
     expect(status.code, status.stderr).toBe(0);

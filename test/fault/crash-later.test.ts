@@ -29,8 +29,7 @@ async function rerunAndCheck(db: FaultDb): Promise<void> {
 
 /**
  * Holds `lock` in an open transaction, starts the run, waits until one of zsetup's backends is blocked
- * on it inside a statement matching `query`, kills the CLI with SIGKILL there, then releases the lock:
- * the blocked statement's transaction can never commit.
+ * on it inside a statement matching `query`, kills the CLI with SIGKILL there, then releases the lock.
  */
 async function killWhileBlocked(db: FaultDb, lock: string, query: RegExp): Promise<void> {
   const holder: pg.Client = await db.client();
@@ -76,10 +75,10 @@ describe('kill -9 during the milestone conversion and the projection prefill, th
     const db = await copyOf(template);
     expect((await zsetup(['migrate', '-d', db.url])).code).toBe(0);
     await db.query(CURRENT_STATES_TABLE);
-    await killWhileBlocked(db, 'LOCK TABLE projections.current_states IN SHARE MODE', /current_states/);
+    await killWhileBlocked(db, 'LOCK TABLE projections.current_states IN SHARE MODE', /INSERT INTO projections\.current_states/);
     await waitNoBackends(db);
-    expect((await db.query(`SELECT count(*)::int AS n FROM projections.current_states`))[0].n).toBe(0);
-    expect((await db.query(`SELECT to_regclass('projections.instances') IS NULL OR NOT EXISTS (SELECT 1 FROM projections.instances) AS empty`))[0].empty).toBe(true);
+    // A batch sent as one message (BEGIN; …; COMMIT) may still commit after its client died: whole, with its
+    // position, which is just as safe. Either way the rerun must end exactly like a clean prefill.
     await rerunAndCheck(db);
   });
 });
@@ -116,7 +115,7 @@ describe('connections dropped by the server', () => {
     const db = await copyOf(template);
     // Freeze the CLI mid-copy (SIGSTOP), cut all its connections, let it continue.
     const run = startCli(migrateArgs(db), { ZSETUP_TEST_KILL_AT: 'progress events2 2 copy', ZSETUP_TEST_KILL_SIGNAL: 'SIGSTOP' });
-    await waitStopped(run.pid);
+    await waitStopped(run);
     const terminated = await admin(`SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE datname = $1 AND application_name = 'zsetup'`, [db.name]);
     expect(terminated.length).toBeGreaterThan(0);
     run.child.kill('SIGCONT');

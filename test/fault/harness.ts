@@ -183,13 +183,13 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 }
 
 /** True once the process is stopped (SIGSTOP): state `T` in /proc. */
-export async function waitStopped(pid: number): Promise<void> {
-  await waitFor(`process ${pid} to stop`, async () => {
+export async function waitStopped(run: CliProcess): Promise<void> {
+  await waitFor(`process ${run.pid} to stop`, async () => {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const stat = fs.readFileSync(`/proc/${run.pid}/stat`, 'utf8');
       return /\) T /.test(stat);
     } catch {
-      throw new Error(`process ${pid} is gone`);
+      throw new Error(`process ${run.pid} ended before it stopped: ${run.stderr()}`);
     }
   });
 }
