@@ -2,9 +2,9 @@ import type pg from 'pg';
 import { isDatabaseError } from '../errors.js';
 import { BatchFold, type TableWrites } from './fold.js';
 import { reduceEvent, type Op, type ProjectionModel } from './model.js';
-import { OffsetCounter, recordFailures, writeStates, type FailedEvent, type StateUpdate } from './state.js';
+import { failuresStatement, OffsetCounter, recordFailures, statesStatement, writeStates, type FailedEvent, type StateUpdate } from './state.js';
 import type { ProjectionEvent } from './types.js';
-import { writeBulk, writeOp } from './write.js';
+import { bulkStatements, runScript, writeOp } from './write.js';
 
 /** What writing one batch did. */
 export interface BatchOutcome {
@@ -86,14 +86,15 @@ function isDataError(err: unknown): boolean {
  * failing event is recorded and the rest still applies.
  */
 export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, batch: FoldedBatch): Promise<BatchOutcome> {
+  const rows = bulkStatements(batch.writes);
+  if (batch.failures.length) rows.push(failuresStatement(model.name, batch.failures));
   try {
-    await inTransaction(client, async () => {
-      await writeBulk(client, batch.writes);
-      await recordFailures(client, model.name, batch.failures);
-      await writeStates(client, model.name, batch.states);
-    });
+    // Rows and failures in one round trip; the positions after them, then COMMIT.
+    await runScript(client, [{ text: 'BEGIN', values: [] }, ...rows]);
+    await runScript(client, [statesStatement(model.name, batch.states), { text: 'COMMIT', values: [] }]);
     return { failed: batch.failures.length, replayed: false };
   } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
     if (!isDataError(err)) throw err;
   }
   // The fold took over the ops' rows; reducers are pure, so reducing again gives the original ops.

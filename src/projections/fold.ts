@@ -9,6 +9,10 @@ type Entry =
   | { kind: 'patch'; key: Values; set: Record<string, ColumnValue> }
   | { kind: 'deleted'; key: Values };
 
+function assign(target: Record<string, ColumnValue>, values: Values): void {
+  for (const k in values) target[k] = values[k];
+}
+
 /** What a folded batch writes to one table, in this order: cascades, deletions, upserts, updates. */
 export interface TableWrites {
   readonly table: TableModel;
@@ -64,8 +68,8 @@ export class BatchFold {
     const k = keyString(t, key);
     const e = map.get(k);
     if (!e) map.set(k, { kind: 'patch', key, set: set as Record<string, ColumnValue> });
-    else if (e.kind === 'row') Object.assign(e.row, set);
-    else if (e.kind === 'patch') Object.assign(e.set, set);
+    else if (e.kind === 'row') assign(e.row, set);
+    else if (e.kind === 'patch') assign(e.set, set);
     // A deleted row stays deleted: an UPDATE would have matched nothing.
   }
 

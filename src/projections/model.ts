@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { isTimestamp } from './payload.js';
-import type { ColumnDefinition, ColumnValue, ProjectionDefinition, ProjectionEvent, Reducer, Row, TableDefinition } from './types.js';
+import type { ColumnDefinition, ColumnValue, ProjectionDefinition, ProjectionEvent, ProjectionWriter, Reducer, Row, TableDefinition } from './types.js';
 
 /** A table definition checked and prepared for the engine. */
 export interface TableModel {
@@ -8,6 +8,7 @@ export interface TableModel {
   readonly name: string;
   readonly columns: ReadonlyMap<string, ColumnDefinition>;
   readonly columnNames: readonly string[];
+  readonly columnList: readonly ColumnDefinition[];
   readonly primaryKey: readonly string[];
   readonly nonKey: readonly string[];
   /** Child tables with the mapping child column → parent column. */
@@ -94,6 +95,7 @@ function compileTable(t: TableDefinition, known: Map<string, TableModel>, proble
     name: t.name,
     columns,
     columnNames: [...columns.keys()],
+    columnList: [...columns.values()],
     primaryKey: pk,
     nonKey: [...columns.keys()].filter((c) => !pk.includes(c)),
     children: [],
@@ -108,48 +110,87 @@ function compileTable(t: TableDefinition, known: Map<string, TableModel>, proble
 
 const COLUMN_TYPES = new Set(['text', 'smallint', 'integer', 'bigint', 'numeric', 'boolean', 'timestamptz', 'jsonb', 'text[]', 'smallint[]']);
 
+const SMALLINT: readonly [number, number] = [-32768, 32767];
 const RANGES: Record<string, readonly [number, number]> = {
-  smallint: [-32768, 32767],
+  smallint: SMALLINT,
   integer: [-2147483648, 2147483647],
   bigint: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 };
+
+const NUMERIC = /^-?\d+(\.\d+)?$/;
+
+/** Whether a non-null value can be stored in a column of this type. */
+function fits(type: ColumnDefinition['type'], value: NonNullable<ColumnValue>): boolean {
+  switch (type) {
+    case 'text':
+      return typeof value === 'string' && !value.includes('\u0000');
+    case 'smallint':
+    case 'integer':
+    case 'bigint': {
+      const [min, max] = RANGES[type];
+      return Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
+    }
+    case 'numeric':
+      return (typeof value === 'number' && Number.isFinite(value)) || (typeof value === 'string' && NUMERIC.test(value));
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'timestamptz':
+      return typeof value === 'string' && isTimestamp(value);
+    case 'jsonb':
+      return true;
+    case 'text[]':
+      return Array.isArray(value) && value.every((v) => typeof v === 'string');
+    case 'smallint[]':
+      return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v >= SMALLINT[0] && v <= SMALLINT[1]);
+  }
+}
+
+function checkColumn(table: TableModel, col: ColumnDefinition, value: ColumnValue | undefined): ColumnValue {
+  if (value === undefined || value === null) {
+    if (!col.nullable) throw new TypeError(`${table.name}.${col.name} must not be null`);
+    return null;
+  }
+  if (!fits(col.type, value)) throw new TypeError(`${table.name}.${col.name} (${col.type}) cannot hold ${JSON.stringify(value)}`);
+  return value;
+}
 
 /** Throws unless `value` fits the column; the engine validates before writing so one bad event cannot fail a batch. */
 export function checkValue(table: TableModel, column: string, value: ColumnValue | undefined): ColumnValue {
   const col = table.columns.get(column);
   if (!col) throw new TypeError(`${table.name} has no column ${column}`);
-  if (value === undefined || value === null) {
-    if (!col.nullable) throw new TypeError(`${table.name}.${column} must not be null`);
-    return null;
+  return checkColumn(table, col, value);
+}
+
+/** Collects one event's changes, validated as they are made. */
+class OpCollector implements ProjectionWriter {
+  readonly ops: Op[] = [];
+
+  constructor(private readonly model: ProjectionModel) {}
+
+  private table(name: string): TableModel {
+    const t = this.model.byName.get(name);
+    if (!t) throw new TypeError(`projection ${this.model.name} has no table ${name}`);
+    return t;
   }
-  const bad = () => new TypeError(`${table.name}.${column} (${col.type}) cannot hold ${JSON.stringify(value)}`);
-  const range = RANGES[col.type] ?? RANGES[col.type.replace('[]', '')];
-  switch (col.type) {
-    case 'text':
-      if (typeof value !== 'string' || value.includes('\u0000')) throw bad();
-      return value;
-    case 'smallint':
-    case 'integer':
-    case 'bigint':
-      if (!Number.isInteger(value) || (value as number) < range[0] || (value as number) > range[1]) throw bad();
-      return value;
-    case 'numeric':
-      if (!(typeof value === 'number' && Number.isFinite(value)) && !(typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value))) throw bad();
-      return value;
-    case 'boolean':
-      if (typeof value !== 'boolean') throw bad();
-      return value;
-    case 'timestamptz':
-      if (typeof value !== 'string' || !isTimestamp(value)) throw bad();
-      return value;
-    case 'jsonb':
-      return value;
-    case 'text[]':
-      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw bad();
-      return value;
-    case 'smallint[]':
-      if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && v >= range[0] && v <= range[1])) throw bad();
-      return value;
+
+  upsert(name: string, row: Row): void {
+    const t = this.table(name);
+    this.ops.push({ kind: 'upsert', table: t, row: fullRow(t, row) });
+  }
+
+  update(name: string, key: Row, set: Row): void {
+    const t = this.table(name);
+    this.ops.push({ kind: 'update', table: t, key: keyOf(t, key), set: partial(t, set, true) });
+  }
+
+  delete(name: string, key: Row): void {
+    const t = this.table(name);
+    this.ops.push({ kind: 'delete', table: t, key: keyOf(t, key) });
+  }
+
+  deleteWhere(name: string, match: Row): void {
+    const t = this.table(name);
+    this.ops.push({ kind: 'deleteWhere', table: t, match: partial(t, match, false) });
   }
 }
 
@@ -157,25 +198,18 @@ export function checkValue(table: TableModel, column: string, value: ColumnValue
 export function reduceEvent(model: ProjectionModel, event: ProjectionEvent): Op[] {
   const reducer = model.reducer(event.aggregateType, event.eventType);
   if (!reducer) return [];
-  const ops: Op[] = [];
-  const table = (name: string) => {
-    const t = model.byName.get(name);
-    if (!t) throw new TypeError(`projection ${model.name} has no table ${name}`);
-    return t;
-  };
-  reducer(event, {
-    upsert: (name, row) => ops.push({ kind: 'upsert', table: table(name), row: fullRow(table(name), row) }),
-    update: (name, key, set) => ops.push({ kind: 'update', table: table(name), key: keyOf(table(name), key), set: partial(table(name), set, true) }),
-    delete: (name, key) => ops.push({ kind: 'delete', table: table(name), key: keyOf(table(name), key) }),
-    deleteWhere: (name, match) => ops.push({ kind: 'deleteWhere', table: table(name), match: partial(table(name), match, false) }),
-  });
-  return ops;
+  const writer = new OpCollector(model);
+  reducer(event, writer);
+  return writer.ops;
 }
 
 function fullRow(t: TableModel, row: Row): Record<string, ColumnValue> {
+  for (const k in row) if (!t.columns.has(k)) throw new TypeError(`${t.name} has no column ${k}`);
   const out: Record<string, ColumnValue> = {};
-  for (const k of Object.keys(row)) if (!t.columns.has(k)) throw new TypeError(`${t.name} has no column ${k}`);
-  for (const [name, col] of t.columns) out[name] = checkValue(t, name, row[name] === undefined ? col.default : row[name]);
+  for (const col of t.columnList) {
+    const v = row[col.name];
+    out[col.name] = checkColumn(t, col, v === undefined ? col.default : v);
+  }
   return out;
 }
 
@@ -190,12 +224,15 @@ function keyOf(t: TableModel, key: Row): Record<string, ColumnValue> {
 
 function partial(t: TableModel, values: Row, forbidKey: boolean): Record<string, ColumnValue> {
   const out: Record<string, ColumnValue> = {};
-  for (const [k, v] of Object.entries(values)) {
+  let n = 0;
+  for (const k in values) {
+    const v = values[k];
     if (v === undefined) continue;
     if (forbidKey && t.primaryKey.includes(k)) throw new TypeError(`update of ${t.name} must not change key column ${k}`);
     out[k] = checkValue(t, k, v);
+    n++;
   }
-  if (!forbidKey && Object.keys(out).length === 0) throw new TypeError(`deleteWhere on ${t.name} needs at least one column`);
+  if (!forbidKey && n === 0) throw new TypeError(`deleteWhere on ${t.name} needs at least one column`);
   return out;
 }
 

@@ -111,7 +111,7 @@ export async function prefillProjection(
   const poolMax = (database.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
   const groups = splitInstances(backlog, Math.max(1, Math.min(options.concurrency, Math.floor(poolMax / 2))));
   let stopped: unknown;
-  const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writing) => {
+  const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
     const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
     const reader = new StreamReader(reading, model, starts, options.endPoint, batchSize, group.reduce((n, b) => n + b.events, 0));
     const offsets = new Map(group.map((b) => {
@@ -119,21 +119,38 @@ export async function prefillProjection(
       return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
     }));
     let pending = reader.next();
-    for (;;) {
-      const events = await pending;
-      if (!events || stopped !== undefined) break;
-      // PostgreSQL reads the next batch while this one is folded and written.
-      pending = reader.next();
-      pending.catch(() => {});
-      const outcome = await writeBatch(writing, model, foldBatch(model, events, offsets));
-      result.events += events.length;
-      result.failedEvents += outcome.failed;
-      result.batches++;
-      if (outcome.replayed) result.replayedBatches++;
-      ctx.progress({ phase: model.name, done: result.events, total, unit: 'events' });
+    let writing: Promise<void> | undefined;
+    // Waits for the batch being written; stopping is checked between batches, after a commit.
+    const settle = async () => {
+      if (!writing) return;
+      const w = writing;
+      writing = undefined;
+      await w;
       ctx.throwIfStopped();
+    };
+    try {
+      for (;;) {
+        const events = await pending;
+        if (!events || stopped !== undefined) break;
+        // PostgreSQL reads the next batch and writes the previous one while this one is folded.
+        pending = reader.next();
+        pending.catch(() => {});
+        const folded = foldBatch(model, events, offsets);
+        await settle();
+        if (stopped !== undefined) break;
+        writing = writeBatch(writer, model, folded).then((outcome) => {
+          result.events += events.length;
+          result.failedEvents += outcome.failed;
+          result.batches++;
+          if (outcome.replayed) result.replayedBatches++;
+          ctx.progress({ phase: model.name, done: result.events, total, unit: 'events' });
+        });
+        writing.catch(() => {});
+      }
+      await settle();
+    } finally {
+      await Promise.allSettled([pending, writing]);
     }
-    await pending.catch(() => {});
   }).catch((err) => {
     stopped ??= err;
   }));

@@ -1,5 +1,6 @@
 import type { Queryable, StreamKey } from './events.js';
 import type { ProjectionEvent } from './types.js';
+import type { BatchStatement } from './write.js';
 
 /** A projection's recorded position in one instance (`projections.current_states`). */
 export interface CurrentState {
@@ -79,12 +80,18 @@ export interface StateUpdate {
 /** Upserts the positions of several instances in one statement, inside the caller's transaction. */
 export async function writeStates(db: Queryable, projection: string, updates: readonly StateUpdate[]): Promise<void> {
   if (updates.length === 0) return;
+  const st = statesStatement(projection, updates);
+  await db.query(st.text, [...st.values]);
+}
+
+/** The statement of {@link writeStates}. */
+export function statesStatement(projection: string, updates: readonly StateUpdate[]): BatchStatement {
   const rows = updates.map(({ last, filterOffset }) => ({
     instance_id: last.instanceId, aggregate_id: last.aggregateId, aggregate_type: last.aggregateType, sequence: last.sequence,
     event_date: last.createdAt, position: last.position, filter_offset: filterOffset, in_tx_order: last.inTxOrder,
   }));
-  await db.query(
-    `INSERT INTO projections.current_states
+  return {
+    text: `INSERT INTO projections.current_states
        (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order)
      SELECT $1, r.instance_id, statement_timestamp(), r.aggregate_id, r.aggregate_type, r."sequence", r.event_date, r."position", r.filter_offset, r.in_tx_order
      FROM jsonb_to_recordset($2::jsonb) AS r(instance_id text, aggregate_id text, aggregate_type text, "sequence" bigint,
@@ -93,13 +100,19 @@ export async function writeStates(db: Queryable, projection: string, updates: re
        last_updated = EXCLUDED.last_updated, aggregate_id = EXCLUDED.aggregate_id, aggregate_type = EXCLUDED.aggregate_type,
        "sequence" = EXCLUDED."sequence", event_date = EXCLUDED.event_date, "position" = EXCLUDED."position",
        filter_offset = EXCLUDED.filter_offset, in_tx_order = EXCLUDED.in_tx_order`,
-    [projection, JSON.stringify(rows)],
-  );
+    values: [projection, JSON.stringify(rows)],
+  };
 }
 
 /** Records failed events (of any instances) in `projections.failed_events2` in one statement, counting repeated failures. */
 export async function recordFailures(db: Queryable, projection: string, failures: readonly FailedEvent[]): Promise<void> {
   if (failures.length === 0) return;
+  const st = failuresStatement(projection, failures);
+  await db.query(st.text, [...st.values]);
+}
+
+/** The statement of {@link recordFailures}. */
+export function failuresStatement(projection: string, failures: readonly FailedEvent[]): BatchStatement {
   const rows = failures.map((f) => ({
     instance_id: f.event.instanceId,
     aggregate_type: f.event.aggregateType,
@@ -108,15 +121,15 @@ export async function recordFailures(db: Queryable, projection: string, failures
     sequence: f.event.sequence,
     error: f.error,
   }));
-  await db.query(
-    `INSERT INTO projections.failed_events2
+  return {
+    text: `INSERT INTO projections.failed_events2
        (projection_name, instance_id, aggregate_type, aggregate_id, event_creation_date, failed_sequence, failure_count, error, last_failed)
      SELECT $1, r.instance_id, r.aggregate_type, r.aggregate_id, r.created_at, r."sequence", 1, r.error, statement_timestamp()
      FROM jsonb_to_recordset($2::jsonb) AS r(instance_id text, aggregate_type text, aggregate_id text, created_at timestamptz, "sequence" bigint, error text)
      ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence) DO UPDATE SET
        failure_count = projections.failed_events2.failure_count + 1, error = EXCLUDED.error, last_failed = EXCLUDED.last_failed`,
-    [projection, JSON.stringify(rows)],
-  );
+    values: [projection, JSON.stringify(rows)],
+  };
 }
 
 /** Tracks `filter_offset`: how many events of the stream share the position of the last one processed. */
@@ -140,6 +153,8 @@ export class OffsetCounter {
 }
 
 function samePosition(a: string, b: string): boolean {
+  // Equal values differ in text only by trailing fraction zeros, which changes the length.
+  if (a.length === b.length) return a === b;
   const norm = (s: string) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s);
-  return a === b || norm(a) === norm(b);
+  return norm(a) === norm(b);
 }

@@ -19,44 +19,65 @@ function upsertTail(t: TableModel, excluded: (c: string) => string): string {
   return `ON CONFLICT (${t.primaryKey.map(q).join(', ')}) DO UPDATE SET ${t.nonKey.map((c) => `${q(c)} = ${excluded(c)}`).join(', ')}`;
 }
 
+/** One statement of a batch write: text with `$n` placeholders and their values, all text. */
+export interface BatchStatement {
+  readonly text: string;
+  readonly values: readonly string[];
+}
+
 /**
- * Writes a folded batch with a handful of set-based statements per table: every row travels in one
- * jsonb array parameter and `jsonb_populate_recordset` turns it into the table's own row type, so
- * arrays, timestamps and small integers are converted by PostgreSQL exactly as column values.
- * Children are deleted before parents and parents upserted before children (foreign keys).
+ * The statements that write a folded batch, a handful per table: every row travels in one jsonb array
+ * and `jsonb_populate_recordset` turns it into the table's own row type, so arrays, timestamps and
+ * small integers are converted by PostgreSQL exactly as column values. Children are deleted before
+ * parents and parents upserted before children (foreign keys).
  */
-export async function writeBulk(client: pg.ClientBase, writes: readonly TableWrites[]): Promise<number> {
-  let statements = 0;
-  const run = async (text: string, rows: readonly unknown[]) => {
-    statements++;
-    await client.query(text, [JSON.stringify(rows)]);
-  };
+export function bulkStatements(writes: readonly TableWrites[]): BatchStatement[] {
+  const out: BatchStatement[] = [];
+  const add = (text: string, rows: readonly unknown[]) => out.push({ text, values: [JSON.stringify(rows)] });
   for (const w of [...writes].reverse()) {
     const t = qt(w.table.name);
     for (const [sig, matches] of w.cascades) {
-      await run(`DELETE FROM ${t} AS t USING jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS r WHERE ${eq(sig.split(','), 't', 'r')}`, matches);
+      add(`DELETE FROM ${t} AS t USING jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS r WHERE ${eq(sig.split(','), 't', 'r')}`, matches);
     }
     if (w.deletes.length) {
-      await run(`DELETE FROM ${t} AS t USING jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS r WHERE ${eq(w.table.primaryKey, 't', 'r')}`, w.deletes);
+      add(`DELETE FROM ${t} AS t USING jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS r WHERE ${eq(w.table.primaryKey, 't', 'r')}`, w.deletes);
     }
   }
   for (const w of writes) {
     const t = qt(w.table.name);
     const cols = w.table.columnNames.map(q).join(', ');
     if (w.upserts.length) {
-      await run(`INSERT INTO ${t} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ${upsertTail(w.table, (c) => `EXCLUDED.${q(c)}`)}`, w.upserts);
+      add(`INSERT INTO ${t} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ${upsertTail(w.table, (c) => `EXCLUDED.${q(c)}`)}`, w.upserts);
     }
     if (w.patches.length) {
       const setCols = new Set<string>();
-      for (const p of w.patches) for (const c of Object.keys(p.set)) setCols.add(c);
+      for (const p of w.patches) for (const c in p.set) setCols.add(c);
       const sets = [...setCols].map((c) => `${q(c)} = CASE WHEN j.v ? '${c}' THEN r.${q(c)} ELSE t.${q(c)} END`).join(', ');
-      await run(
+      add(
         `UPDATE ${t} AS t SET ${sets} FROM jsonb_array_elements($1::jsonb) AS j(v), LATERAL jsonb_populate_record(NULL::${t}, j.v) AS r WHERE ${eq(w.table.primaryKey, 't', 'r')}`,
         w.patches.map((p) => ({ ...p.key, ...p.set })),
       );
     }
   }
-  return statements;
+  return out;
+}
+
+/** A dollar-quoted literal of `value`, with a tag that does not occur in it. */
+function dollarQuoted(value: string): string {
+  let tag = '$zs$';
+  for (let n = 0; value.includes(tag); n++) tag = `$zs${n}$`;
+  return `${tag}${value}${tag}`;
+}
+
+/**
+ * Runs statements as ONE simple-protocol query (one round trip), their values inlined as dollar-quoted
+ * literals: the database then works through a whole batch while Node folds the next one. A failing
+ * statement stops the rest and leaves an open transaction aborted, as a failing single statement does.
+ */
+export async function runScript(client: pg.ClientBase, statements: readonly BatchStatement[]): Promise<void> {
+  if (statements.length === 0) return;
+  const script = statements.map((st) => `${st.text.replace(/\$(\d+)/g, (_m, n: string) => dollarQuoted(st.values[Number(n) - 1]))};`);
+  await client.query(script.join('\n'));
 }
 
 /** A column value as a query parameter: jsonb values are sent as JSON text, the rest as pg converts them. */
