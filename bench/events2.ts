@@ -3,7 +3,7 @@
  * primary key, NOT NULLs, three indexes) against `zsetup migrate`, on two identical copies of one
  * seeded legacy database. Prints both times, the ratio and zsetup's peak RSS.
  *
- *   npx tsc -p . && node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2]
+ *   npx tsc -p . && node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2] [--keep-source NAME]
  *
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
@@ -25,6 +25,8 @@ interface BenchOptions {
   readonly events: number;
   readonly instances: number;
   readonly concurrency: number;
+  /** Name of a seeded source database to keep (and reuse when it exists) across runs. */
+  readonly keepSource?: string;
 }
 
 /** Runs the benchmark; `argv` are the flags only. */
@@ -33,21 +35,29 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     events: { type: 'string', default: '2000000' },
     instances: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
+    'keep-source': { type: 'string' },
   }, strict: false });
-  const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency) };
+  const keepSource = typeof values['keep-source'] === 'string' ? values['keep-source'] : undefined;
+  if (keepSource !== undefined && !/^[a-z_][a-z0-9_]*$/.test(keepSource)) throw new Error(`--keep-source: not a plain database name: ${keepSource}`);
+  const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), keepSource };
   const server = await benchServer();
-  const names = { src: dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const names = { src: keepSource ?? dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
   try {
     const admin = (sqlText: string) => query(server.url, sqlText);
     const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
     log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, ${options.instances} instances, concurrency ${options.concurrency}`);
-    await admin(`CREATE DATABASE ${names.src}`);
     let t = Date.now();
-    await seed(urlFor(server.url, names.src), options);
-    log(`seeded in ${seconds(Date.now() - t)}`);
+    const reuse = keepSource !== undefined && (await admin(`SELECT 1 FROM pg_database WHERE datname = '${keepSource}'`)).length > 0;
+    if (reuse) {
+      log(`reusing the seeded source database ${keepSource} (--keep-source)`);
+    } else {
+      await admin(`CREATE DATABASE ${names.src}`);
+      await seed(urlFor(server.url, names.src), options);
+      log(`seeded in ${seconds(Date.now() - t)}`);
+    }
     await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
     await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
-    await admin(`DROP DATABASE ${names.src}`);
+    if (!keepSource) await admin(`DROP DATABASE ${names.src}`);
     await admin('CHECKPOINT');
     t = Date.now();
     await reference(urlFor(server.url, names.ref));
@@ -62,7 +72,7 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     log(`zsetup peak RSS during the run: ${(peakRss / 1024 / 1024).toFixed(0)} MB`);
     if (!same.rows || !same.catalog) process.exitCode = 1;
   } finally {
-    for (const name of Object.values(names)) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+    for (const name of [names.ref, names.zs, ...(keepSource ? [] : [names.src])]) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
 }

@@ -4,7 +4,7 @@ import type { RunContext } from '../step.js';
 import { blocksOf } from './catalog.js';
 import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
-import { blockRange, CHUNKS_TABLE, createEvents2Table, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE } from './sql.js';
+import { blockRange, CHUNKS_TABLE, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
 
 /** How the cut-off starts from the current state. */
 export interface CutOffOptions {
@@ -21,8 +21,8 @@ export function chunkBlocks(totalBlocks: number, concurrency: number): number {
 
 /**
  * The cut-off, in one transaction: rename the legacy table (old writers now fail instead of writing
- * events the copy would miss), count and validate every row, create events2, record the chunk list
- * and the checkpoint. A refusal or a crash rolls all of it back.
+ * events the copy would miss), count and validate every row, create events2, record the chunk list,
+ * an empty digest table and the checkpoint. A refusal or a crash rolls all of it back.
  */
 export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOffOptions): Promise<number> {
   return ctx.transaction(async (tx) => {
@@ -39,6 +39,15 @@ export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOff
 }
 
 async function createChunks(tx: Tx, concurrency: number, serverVersionNum: number): Promise<void> {
+  // A digest table can only be left over from a move whose tables were dropped by hand since.
+  await sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx);
+  await sql.raw(`CREATE TABLE ${DIGESTS_TABLE} (
+    chunk       integer NOT NULL,
+    instance_id text NOT NULL,
+    events      bigint NOT NULL,
+    hash        numeric NOT NULL,
+    PRIMARY KEY (chunk, instance_id)
+  )`).execute(tx);
   await sql.raw(`CREATE TABLE ${CHUNKS_TABLE} (
     chunk       integer PRIMARY KEY,
     first_block bigint NOT NULL,
@@ -65,8 +74,9 @@ interface Chunk {
 }
 
 /**
- * Copies every chunk not yet copied, on `concurrency` connections. Each chunk's INSERT … SELECT and the
- * mark in the chunk list commit in one transaction: a crash loses only the chunks in flight.
+ * Copies every chunk not yet copied, on `concurrency` connections. Each chunk's INSERT … SELECT, its
+ * digest rows and its mark in the chunk list commit in one transaction: a crash loses only the chunks
+ * in flight, together with their digests.
  */
 export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number): Promise<number> {
   const r = await sql<{ chunk: number; first_block: number; end_block: number | null; events: number | null; copied_at: Date | null }>`
@@ -90,19 +100,40 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
   return done;
 }
 
+/**
+ * One statement per chunk: the chunk's mapped rows are read once into `src`, inserted into events2,
+ * and summed per instance (count and row hash) into the digest table.
+ */
+function copyStatement(chunk: Chunk, serverVersionNum: number): string {
+  return `
+    WITH src AS MATERIALIZED (
+      SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE} WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}
+    ), copied AS (
+      INSERT INTO ${EVENTS2_TABLE} SELECT * FROM src
+    )
+    INSERT INTO ${DIGESTS_TABLE} (chunk, instance_id, events, hash)
+    SELECT ${chunk.chunk}, instance_id, count(*), sum(${rowHash('src', serverVersionNum)})
+    FROM src GROUP BY instance_id`;
+}
+
 async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk): Promise<number> {
   return ctx.transaction(async (tx) => {
-    // A lost commit after a server crash loses the chunk and its mark together, so durability can wait.
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    // Durability can wait: the chunk's rows, its digests and its mark are one transaction, so a commit
+    // lost in a server crash loses all three together and the rerun copies that chunk again. Nothing
+    // outside the database acts on a chunk being done (progress output is only informational), and
+    // finishCopy commits synchronously, so the checkpoint `build` is never ahead of the chunks.
     await sql`SET LOCAL synchronous_commit = off`.execute(tx);
-    const inserted = await sql.raw(`INSERT INTO ${EVENTS2_TABLE} SELECT ${MAPPED_COLUMNS}
-      FROM ${OLD_TABLE} WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}`).execute(tx);
-    const events = Number(inserted.numAffectedRows ?? 0n);
-    const marked = await sql`
-      UPDATE zsetup.events2_chunks SET events = ${events}, copied_at = clock_timestamp()
-      WHERE chunk = ${chunk.chunk} AND copied_at IS NULL`.execute(tx);
-    if (Number(marked.numAffectedRows ?? 0n) !== 1) throw new Error(`chunk ${chunk.chunk} was copied by someone else; rolled back`);
-    return events;
+    // The chunk's rows stay in memory for the two reads of `src` (a chunk is at most 64 MB of blocks).
+    await sql`SET LOCAL work_mem = '256MB'`.execute(tx);
+    await sql.raw(copyStatement(chunk, ctx.database.serverVersionNum)).execute(tx);
+    const marked = await sql<{ events: number }>`
+      UPDATE zsetup.events2_chunks
+      SET events = (SELECT coalesce(sum(events), 0) FROM zsetup.events2_digests WHERE chunk = ${chunk.chunk}), copied_at = clock_timestamp()
+      WHERE chunk = ${chunk.chunk} AND copied_at IS NULL
+      RETURNING events`.execute(tx);
+    if (marked.rows.length !== 1) throw new Error(`chunk ${chunk.chunk} was copied by someone else; rolled back`);
+    return Number(marked.rows[0].events);
   });
 }
 

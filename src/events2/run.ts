@@ -5,8 +5,8 @@ import { EVENTS2_PRIMARY_KEY } from '../schema.js';
 import { buildEvents2 } from './build.js';
 import { copyChunks, cutOff, finishCopy } from './copy.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
-import { createEvents2Table, createIndex, EVENTS2_INDEX_SPECS } from './sql.js';
-import { describeMismatches, verifyEvents2 } from './verify.js';
+import { createEvents2Table, createIndex, DIGESTS_TABLE, EVENTS2_INDEX_SPECS } from './sql.js';
+import { describeMismatches, verifyEvents2, verifyWithDigests } from './verify.js';
 
 /** Runs the events2 step from whatever state the database is in (see {@link detectSituation}). */
 export async function runEvents2(ctx: RunContext<Events2Checkpoint>): Promise<StepSummary> {
@@ -63,7 +63,7 @@ async function move(ctx: RunContext<Events2Checkpoint>, situation: Situation): P
   }
   ctx.throwIfStopped();
   await timed('indexMs', () => buildEvents2(ctx));
-  const verified = await timed('verifyMs', () => verifyOrFail(ctx));
+  const verified = await timed('verifyMs', () => verifyOrFail(ctx, total));
   return {
     message: `moved ${total.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 and verified them; eventstore.events_old is kept as the rollback path`,
     events: total,
@@ -88,10 +88,15 @@ async function adoptForeignCopy(ctx: RunContext<Events2Checkpoint>): Promise<Ste
   return move(ctx, { kind: 'resume', stage: 'build', total: check.events });
 }
 
-async function verifyOrFail(ctx: RunContext<Events2Checkpoint>): Promise<{ instances: number }> {
+/**
+ * Verifies events2 against the digests the copy stored (events2 read once), or, when there are none
+ * (a copy zsetup did not make), against events_old read in full. Drops the digests once they match.
+ */
+async function verifyOrFail(ctx: RunContext<Events2Checkpoint>, total: number): Promise<{ instances: number }> {
   ctx.throwIfStopped();
   ctx.progress({ phase: 'verify', done: 0, total: 1, unit: 'checks' });
-  const result = await verifyEvents2(ctx.database);
+  const withDigests = await verifyWithDigests(ctx.database, ctx.options.concurrency);
+  const result = withDigests ?? await verifyEvents2(ctx.database);
   if (result.status === 'nothing-to-verify') throw new Error(`cannot verify: ${result.reason}`);
   if (result.status === 'mismatch') {
     throw new VerifyMismatchError(
@@ -99,6 +104,13 @@ async function verifyOrFail(ctx: RunContext<Events2Checkpoint>): Promise<{ insta
       'run `zsetup verify` for the full list; events_old is untouched, so dropping eventstore.events2 and the step row lets zsetup copy again',
     );
   }
+  if (withDigests && result.events !== total) {
+    throw new VerifyMismatchError(
+      `the copy read ${result.events} event(s) from events_old, but ${total} were counted at the cut-off`,
+      'run `zsetup verify` to compare the tables as they are now; dropping eventstore.events2 and the step row lets zsetup copy again',
+    );
+  }
+  if (withDigests) await ctx.transaction((tx) => sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx));
   ctx.progress({ phase: 'verify', done: 1, total: 1, unit: 'checks' });
   return { instances: result.instances };
 }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Database } from '../db/connection.js';
-import { eventTables } from './catalog.js';
-import { MAPPED_ROW, OLD_TABLE } from './sql.js';
+import { blocksOf, eventTables } from './catalog.js';
+import { blockRange, DIGESTS_TABLE, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
 
 /** Count and order-independent hash of one instance's events on one side. */
 export interface InstanceDigest {
@@ -31,14 +31,13 @@ export type VerifyResult =
 
 /**
  * Per-instance count and the sum (not xor: a duplicated row must not cancel itself out) of a 64-bit
- * hash of every row. PostgreSQL 14+ hashes the row's values with their types' own hash functions
- * (fast: no text output of jsonb, timestamps, numerics); older servers hash the row's text.
+ * hash of every row (see {@link rowHash}), over the mapped rows of events_old or the rows of events2,
+ * optionally of one block range only.
  */
-function digestSql(side: 'old' | 'events2', serverVersionNum: number): string {
-  const row = side === 'old' ? MAPPED_ROW : 'e';
-  const hash = serverVersionNum >= 140000 ? `hash_record_extended(${row}, 0)` : `hashtextextended(${row}::text, 0)`;
-  const from = side === 'old' ? OLD_TABLE : 'eventstore.events2 e';
-  return `SELECT instance_id, count(*)::bigint AS events, sum(${hash})::text AS hash FROM ${from} GROUP BY instance_id`;
+function digestSql(side: 'old' | 'events2', serverVersionNum: number, blocks?: { from: number; to: number | null }): string {
+  const where = blocks ? ` WHERE ${blockRange(blocks.from, blocks.to)}` : '';
+  const from = side === 'old' ? `(SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE}${where}) e` : `${EVENTS2_TABLE} e${where}`;
+  return `SELECT instance_id, count(*)::bigint AS events, coalesce(sum(${rowHash('e', serverVersionNum)}), 0)::text AS hash FROM ${from} GROUP BY instance_id`;
 }
 
 /**
@@ -54,6 +53,39 @@ export async function verifyEvents2(database: Database): Promise<VerifyResult> {
   const started = Date.now();
   const version = database.serverVersionNum;
   const [old, events2] = await Promise.all([digest(database, digestSql('old', version)), digest(database, digestSql('events2', version))]);
+  return compareDigests(old, events2, started);
+}
+
+/**
+ * The step's own check after its copy: the events2 side is read (in `concurrency` block ranges at
+ * once), the events_old side is the sum of the digests each chunk's copy stored with its rows, so
+ * events_old is not read again. Null when there is no digest table (a copy another tool made, or a
+ * rerun after the digests were dropped): the caller then runs {@link verifyEvents2}.
+ */
+export async function verifyWithDigests(database: Database, concurrency: number): Promise<VerifyResult | null> {
+  const t = await sql<{ digests: boolean; events2: boolean }>`
+    SELECT to_regclass(${DIGESTS_TABLE}) IS NOT NULL AS digests, to_regclass(${EVENTS2_TABLE}) IS NOT NULL AS events2`.execute(database.db);
+  if (!t.rows[0].digests || !t.rows[0].events2) return null;
+  const started = Date.now();
+  const version = database.serverVersionNum;
+  const old = await digest(database, `SELECT instance_id, sum(events)::bigint AS events, sum(hash)::text AS hash FROM ${DIGESTS_TABLE} GROUP BY instance_id`);
+  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${EVENTS2_TABLE}'::regclass`))} AS blocks`.execute(database.db);
+  // Before PostgreSQL 14 a ctid range is a full scan per range: read the table once instead.
+  const parts = version >= 140000 ? Math.max(1, Math.min(concurrency, b.rows[0].blocks)) : 1;
+  const size = Math.ceil(b.rows[0].blocks / parts);
+  const ranges = Array.from({ length: parts }, (_, i) => ({ from: i * size, to: i === parts - 1 ? null : (i + 1) * size }));
+  const pieces = await Promise.all(ranges.map((r) => digest(database, digestSql('events2', version, parts > 1 ? r : undefined))));
+  const events2 = new Map<string, InstanceDigest>();
+  for (const piece of pieces) {
+    for (const [id, d] of piece) {
+      const sum = events2.get(id);
+      events2.set(id, sum ? { events: sum.events + d.events, hash: (BigInt(sum.hash) + BigInt(d.hash)).toString() } : d);
+    }
+  }
+  return compareDigests(old, events2, started);
+}
+
+function compareDigests(old: Map<string, InstanceDigest>, events2: Map<string, InstanceDigest>, started: number): VerifyResult {
   const mismatches: InstanceMismatch[] = [];
   for (const id of [...new Set([...old.keys(), ...events2.keys()])].sort()) {
     const a = old.get(id);
