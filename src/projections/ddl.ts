@@ -39,20 +39,42 @@ export async function existingTables(client: Queryable, model: ProjectionModel):
   return r.rows.map((x) => x.t);
 }
 
+/** The bookkeeping tables with the relations their DDL creates. */
+const BOOKKEEPING = [
+  { ddl: CURRENT_STATES_TABLE, relations: ['projections.current_states', 'projections.cs_instance_id_idx'] },
+  { ddl: FAILED_EVENTS_TABLE, relations: ['projections.failed_events2', 'projections.fe2_instance_id_idx'] },
+];
+
+/** The relations `tableDdl(t)` creates: the table and its secondary indexes (in the table's schema). */
+function relationsOf(t: TableModel): string[] {
+  const schema = t.name.split('.')[0];
+  return [t.name, ...Object.keys(t.def.indexes ?? {}).map((i) => `${schema}.${i}`)];
+}
+
 /**
- * Creates the bookkeeping tables and the projection's tables if missing. A table that exists but lacks
- * a column the definition writes is refused before anything is written: it was made by another version.
+ * Creates the bookkeeping tables and the projection's tables if missing. The catalog is read first (one
+ * query), so a projection whose tables all exist takes no DDL lock. Each table's DDL runs as one
+ * statement string, which PostgreSQL applies atomically. A table that exists but lacks a column the
+ * definition writes is refused before anything is written: it was made by another version.
  */
 export async function ensureTables(client: pg.ClientBase, model: ProjectionModel): Promise<void> {
-  await client.query(CURRENT_STATES_TABLE);
-  await client.query(FAILED_EVENTS_TABLE);
-  for (const t of model.tables) {
-    await client.query(tableDdl(t));
-    const r = await client.query<{ column_name: string }>(
-      `SELECT attname AS column_name FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
-      [t.name],
-    );
-    const present = new Set(r.rows.map((x) => x.column_name));
+  const units: { ddl: string; relations: string[]; table?: TableModel }[] = [
+    ...BOOKKEEPING,
+    ...model.tables.map((t) => ({ ddl: tableDdl(t), relations: relationsOf(t), table: t })),
+  ];
+  const r = await client.query<{ name: string; present: boolean; columns: string[] }>(
+    `SELECT r AS name, to_regclass(r) IS NOT NULL AS present,
+            ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(r) AND attnum > 0 AND NOT attisdropped) AS columns
+     FROM unnest($1::text[]) AS r`,
+    [units.flatMap((u) => u.relations)],
+  );
+  const catalog = new Map(r.rows.map((x) => [x.name, x]));
+  for (const u of units) {
+    if (u.relations.some((n) => !catalog.get(n)?.present)) await client.query(u.ddl);
+    const t = u.table;
+    const found = t && catalog.get(t.name);
+    if (!t || !found?.present) continue;
+    const present = new Set(found.columns);
     const missing = t.columnNames.filter((c) => !present.has(c));
     if (missing.length) {
       throw new RefusedError(

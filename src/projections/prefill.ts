@@ -50,13 +50,13 @@ export interface ProjectionBacklog {
 
 /** Reads the recorded positions and counts the events left before the end point, per instance. */
 export async function projectionBacklog(db: Queryable, model: ProjectionModel, endPoint: string): Promise<ProjectionBacklog> {
-  const exists = await db.query<{ t: string | null }>(`SELECT to_regclass('eventstore.events2')::text AS t`);
-  if (!exists.rows[0].t) {
+  const exists = await db.query<{ events: boolean; states: boolean }>(
+    `SELECT to_regclass('eventstore.events2') IS NOT NULL AS events, to_regclass('projections.current_states') IS NOT NULL AS states`,
+  );
+  if (!exists.rows[0].events) {
     throw new RefusedError('eventstore.events2 does not exist', 'run `zsetup migrate` first: projections are prefilled from eventstore.events2');
   }
-  const states = (await db.query<{ t: string | null }>(`SELECT to_regclass('projections.current_states')::text AS t`)).rows[0].t
-    ? await readStates(db, model.name)
-    : new Map<string, CurrentState>();
+  const states = exists.rows[0].states ? await readStates(db, model.name) : new Map<string, CurrentState>();
   const instances = await listInstances(db);
   const keys = new Map<string, StreamKey>([...states].map(([i, s]) => [i, s.key]));
   const backlog = (await countBacklog(db, model, instances, keys, endPoint)).filter((b) => b.events > 0);
@@ -109,7 +109,9 @@ export async function prefillProjection(
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
   const poolMax = (database.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
-  const groups = splitInstances(backlog, Math.max(1, Math.min(options.concurrency, Math.floor(poolMax / 2))));
+  // A stream per group costs a few round trips of its own: no more streams than batches.
+  const streams = Math.min(options.concurrency, Math.floor(poolMax / 2), Math.ceil(total / batchSize));
+  const groups = splitInstances(backlog, Math.max(1, streams));
   let stopped: unknown;
   const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
     const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
