@@ -27,8 +27,9 @@ async function expectComplete(t: TestDatabase, total: number) {
     SELECT (SELECT count(*)::int FROM eventstore.events2) AS n,
            (SELECT count(*)::int FROM pg_index WHERE indrelid = 'eventstore.events2'::regclass AND indisvalid) AS valid_indexes,
            (SELECT count(*)::int FROM pg_constraint WHERE conname = 'events2_pkey') AS pk,
-           to_regclass('zsetup.events2_chunks')::text AS chunks`);
-  expect(r[0]).toEqual({ n: total, valid_indexes: 4, pk: 1, chunks: null });
+           to_regclass('zsetup.events2_chunks')::text AS chunks,
+           to_regclass('zsetup.events2_digests')::text AS digests`);
+  expect(r[0]).toEqual({ n: total, valid_indexes: 4, pk: 1, chunks: null, digests: null });
 }
 
 describe('events2 step: crash and resume', () => {
@@ -54,6 +55,16 @@ describe('events2 step: crash and resume', () => {
         expect(r[0].n).toBe(r[0].marked);
         expect(r[0].n).toBeLessThan(total);
         expect(r[0].chunks).toBeGreaterThan(3);
+        // The digests survive with exactly the committed chunks: per chunk their counts equal its mark,
+        // and per instance they count what events2 holds; the chunk in flight left none.
+        const digests = await t.query(`SELECT
+          (SELECT count(*)::int FROM zsetup.events2_chunks c WHERE (c.copied_at IS NOT NULL) <> EXISTS (SELECT 1 FROM zsetup.events2_digests d WHERE d.chunk = c.chunk)) AS unmatched_chunks,
+          (SELECT count(*)::int FROM zsetup.events2_chunks c WHERE c.copied_at IS NOT NULL
+             AND c.events <> (SELECT sum(events) FROM zsetup.events2_digests d WHERE d.chunk = c.chunk)) AS wrong_counts,
+          (SELECT count(*)::int FROM (SELECT instance_id, sum(events) AS n FROM zsetup.events2_digests GROUP BY 1) d
+             FULL JOIN (SELECT instance_id, count(*) AS n FROM eventstore.events2 GROUP BY 1) e USING (instance_id)
+             WHERE d.n IS DISTINCT FROM e.n) AS wrong_instances`);
+        expect(digests[0]).toEqual({ unmatched_chunks: 0, wrong_counts: 0, wrong_instances: 0 });
       }
       if (point.phase === '') {
         const r = await t.query(`SELECT to_regclass('eventstore.events')::text AS legacy, to_regclass('eventstore.events2')::text AS e2`);
@@ -66,6 +77,34 @@ describe('events2 step: crash and resume', () => {
       await expectComplete(t, total);
     });
   }
+
+  it('checks events2 against the digests stored by the copy, naming a changed instance, and keeps them for the rerun', async () => {
+    const { t, database } = await legacy(100);
+    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true })])).steps[0].status).toBe('failed');
+    const victim = (await t.query(`SELECT instance_id FROM eventstore.events2 WHERE instance_id <> '' ORDER BY instance_id LIMIT 1`))[0].instance_id;
+    await t.query(`UPDATE eventstore.events2 SET payload = '{"changed": true}'
+      WHERE ctid = (SELECT min(ctid) FROM eventstore.events2 WHERE instance_id = '${victim}')`);
+    const step = (await run(database)).steps[0];
+    expect(step.status).toBe('failed');
+    expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
+    expect(step.error?.message).toMatch(new RegExp(`1 instance\\(s\\): instance '${victim}': (\\d+) event\\(s\\) in events_old, \\1 in events2, contents differ$`));
+    expect((await t.query(`SELECT to_regclass('zsetup.events2_digests')::text AS d`))[0].d).toBe('zsetup.events2_digests');
+  });
+
+  it('uses the digests instead of re-reading events_old: a digest that disagrees with the copy fails the step', async () => {
+    const { t, database } = await legacy(100);
+    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true })])).steps[0].status).toBe('failed');
+    const victim = (await t.query(`SELECT instance_id FROM zsetup.events2_digests ORDER BY instance_id DESC LIMIT 1`))[0].instance_id;
+    await t.query(`UPDATE zsetup.events2_digests SET hash = hash + 1 WHERE (chunk, instance_id) = (SELECT min(chunk), '${victim}' FROM zsetup.events2_digests WHERE instance_id = '${victim}')`);
+    const step = (await run(database)).steps[0];
+    expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
+    expect(step.error?.message).toContain(`instance '${victim}'`);
+    // With the digest table gone, the check falls back to reading events_old in full, which agrees.
+    await t.query(`DROP TABLE zsetup.events2_digests`);
+    const rerun = (await run(database)).steps[0];
+    expect(rerun.error).toBeUndefined();
+    expect(rerun.status).toBe('succeeded');
+  });
 
   it('drops an index left invalid by an interrupted CONCURRENTLY build and rebuilds it', async () => {
     const { t, database, total } = await legacy(100);

@@ -90,6 +90,7 @@ describe('events2 step on a legacy database', () => {
     const tables = await t.query(`SELECT to_regclass('eventstore.events')::text AS legacy, to_regclass('eventstore.events_old')::text AS old,
       to_regclass('eventstore.events2')::text AS events2, to_regclass('zsetup.events2_chunks')::text AS chunks`);
     expect(tables[0]).toEqual({ legacy: 'eventstore.events', old: null, events2: null, chunks: null });
+    expect((await t.query(`SELECT to_regclass('zsetup.events2_digests')::text AS digests`))[0]).toEqual({ digests: null });
   });
 
   it('refuses before the rename when the role lacks ownership and CREATE, listing both', async () => {
