@@ -148,9 +148,10 @@ export class StreamReader {
       for (const e of events) batch.push(e);
       if (events.length) this.last = events[events.length - 1];
       if (events.length === limit) {
-        // The window held more: go on from the last event, with a smaller window if this one alone overflowed.
+        // The window held more: go on from the last event, with the window the returned rows' density calls for.
+        const covered = positionSpan(this.scanFrom, this.last!.position);
         this.scanFrom = this.last!.position;
-        if (limit === this.batchSize) this.delta = Math.max(0.001, this.delta / 2);
+        this.delta = Math.max(0.001, Math.min(this.delta / 2, (covered * this.batchSize) / limit));
         break;
       }
       this.scanFrom = windowEnd;
