@@ -77,14 +77,19 @@ function splitInstances(backlog: readonly Backlog[], n: number): Backlog[][] {
   return groups.map((g) => g.members).filter((m) => m.length > 0);
 }
 
-/** Session settings of the prefill's connections: short statements (JIT costs more than it saves), in-memory sorts of a batch. */
+/**
+ * Session settings of the prefill's connections: short statements (JIT costs more than it saves),
+ * in-memory sorts of a batch, and commits that do not wait for the WAL flush. The last is safe here: a
+ * batch and its positions commit atomically either way, a server crash can only lose the last batches
+ * (the rerun redoes them), and the runner's synchronous commit of the step's result flushes them first.
+ */
 async function withSession<T>(database: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await database.pool.connect();
   try {
-    await client.query(`SET jit = off; SET work_mem = '64MB'`);
+    await client.query(`SET jit = off; SET work_mem = '64MB'; SET synchronous_commit = off`);
     return await fn(client);
   } finally {
-    await client.query('RESET jit; RESET work_mem').catch(() => {});
+    await client.query('RESET jit; RESET work_mem; RESET synchronous_commit').catch(() => {});
     client.release();
   }
 }
