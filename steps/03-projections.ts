@@ -8,7 +8,7 @@ import { prefillProjection, projectionBacklog } from '../src/projections/prefill
 import type { Step, StepPlan } from '../src/step.js';
 
 /** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
-const ESTIMATED_EVENTS_PER_SECOND = 50_000;
+const ESTIMATED_EVENTS_PER_SECOND = 15_000;
 
 /**
  * The end point shared by the projection steps of one run: captured once, when the first of them

@@ -5,7 +5,7 @@ import type { ProjectionEvent } from './types.js';
 
 /** Anything that runs a query: a pool, a client, or an adapter over a kysely transaction. */
 export interface Queryable {
-  query<R extends pg.QueryResultRow = any>(text: string | pg.QueryConfig, values?: unknown[]): Promise<{ rows: R[] }>;
+  query<R extends pg.QueryResultRow = any>(text: string | pg.QueryConfig | pg.QueryArrayConfig, values?: unknown[]): Promise<{ rows: R[] }>;
 }
 
 /** Where a projection stands in one instance's stream: the last event it processed. */
@@ -194,24 +194,27 @@ export class StreamReader {
              ORDER BY ${STREAM_ORDER} LIMIT $11`,
       values,
       types: RAW,
+      // Rows as arrays: pg then builds no keyed object per row.
+      rowMode: 'array',
     });
-    return r.rows.map(toEvent);
+    return (r.rows as unknown as (string | null)[][]).map(toEvent);
   }
 }
 
-function toEvent(row: Record<string, string | null>): ProjectionEvent {
+/** An event from a row of the stream query, columns in its select order. */
+function toEvent(row: (string | null)[]): ProjectionEvent {
   return {
-    instanceId: row.instance_id!,
-    aggregateType: row.aggregate_type!,
-    aggregateId: row.aggregate_id!,
-    eventType: row.event_type!,
-    sequence: Number(row.sequence),
-    revision: Number(row.revision),
-    createdAt: row.created_at!,
-    payload: row.payload === null ? null : JSON.parse(row.payload),
-    creator: row.creator!,
-    owner: row.owner!,
-    position: row.position!,
-    inTxOrder: Number(row.in_tx_order),
+    instanceId: row[0]!,
+    aggregateType: row[1]!,
+    aggregateId: row[2]!,
+    eventType: row[3]!,
+    sequence: Number(row[4]),
+    revision: Number(row[5]),
+    creator: row[6]!,
+    owner: row[7]!,
+    payload: row[8] === null ? null : JSON.parse(row[8]),
+    position: row[9]!,
+    inTxOrder: Number(row[10]),
+    createdAt: row[11]!,
   };
 }
