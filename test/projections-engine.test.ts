@@ -122,6 +122,22 @@ describe('prefill engine', () => {
     expect(third.every((r) => r.atHead && r.events === 0)).toBe(true);
   });
 
+  it('reads instances at different positions as one stream: each continues after its own recorded position', async () => {
+    const { db } = await fresh(EVENTS);
+    await prefill(db, { batchSize: 60 });
+    // Forget instance i1 in every projection: its stream starts at its first event again, while i2 and
+    // i3 are at the head and their events in the same windows must be skipped.
+    for (const [t] of TABLES) await db.pool.query(`DELETE FROM ${t} WHERE ${t === 'projections.instances' ? 'id' : 'instance_id'} = 'i1'`);
+    await db.pool.query(`DELETE FROM projections.current_states WHERE instance_id = 'i1'`);
+    const rerun = await prefill(db, { batchSize: 60 });
+    for (const m of models) {
+      const ownEvents = EVENTS.filter((e) => e.instance === 'i1' && m.aggregateTypes.includes(e.aggregateType) && m.eventTypes.includes(e.type)).length;
+      const r = rerun.find((x) => x.projection === m.name)!;
+      expect([m.name, r.events, r.instances]).toEqual([m.name, ownEvents, ownEvents ? 1 : 0]);
+    }
+    expect(await tables(db)).toEqual(reference);
+  });
+
   it('after a crash mid-prefill, a rerun gives the same tables and positions as a clean run', async () => {
     const { db } = await fresh(EVENTS);
     let batches = 0;
