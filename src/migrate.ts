@@ -72,6 +72,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         let result: StepResult;
         if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
         else if (state?.status === 'succeeded' && !(await isBehind(database, step))) result = skipped(step, state);
+        else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
         else result = await runStep(database, step, state, options, stop.signal, emit);
         if (result.status === 'failed' || result.status === 'interrupted') halted = true;
         if (result.status !== 'not-run') emit({ type: 'step-end', result });
@@ -82,6 +83,12 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
   } finally {
     options.signal?.removeEventListener('abort', forward);
   }
+}
+
+/** A stop requested after one step ended and before the next began: that next step is reported as interrupted. */
+function stoppedBefore(step: Step<any>, signal: AbortSignal): StepResult {
+  const error = describeError(new InterruptedError(`stopped (${String(signal.reason)}) before this step started; a rerun runs it`));
+  return { id: step.id, title: step.title, status: 'interrupted', error };
 }
 
 /** Whether a succeeded step asks to run again (see Step.isBehind). */
@@ -113,6 +120,7 @@ async function runStep(
   }
   const meter = new ProgressMeter();
   let lastEmit = 0;
+  let lastPhase = '';
   const heartbeat = setInterval(() => {
     writeHeartbeat(db, step.id, meter.current()).catch(() => {});
   }, options.heartbeatMs ?? 1000);
@@ -128,8 +136,10 @@ async function runStep(
     progress(update) {
       const progress = meter.update(update);
       const now = Date.now();
-      if (now - lastEmit >= 200 || progress.done === progress.total) {
+      // Throttled, but the first and last event of every phase always pass, so watchers see each phase.
+      if (now - lastEmit >= 200 || progress.done === progress.total || progress.phase !== lastPhase) {
         lastEmit = now;
+        lastPhase = progress.phase;
         emit({ type: 'step-progress', stepId: step.id, progress });
       }
     },

@@ -137,6 +137,35 @@ describe('migrate', () => {
     expect(await units()).toHaveLength(10);
   });
 
+  it('does not start the next step once a stop was requested, and reports it as interrupted', async () => {
+    const stop = new AbortController();
+    const steps = [unitStep('a', 2, { onUnit: (n) => n === 1 && stop.abort('SIGTERM') }), unitStep('b', 2)];
+    const r = await migrate(database, base(steps, { signal: stop.signal }));
+    // 'a' finished its last unit before noticing; 'b' never started.
+    expect(r.steps.map((s) => s.status)).toEqual(['succeeded', 'interrupted']);
+    expect(r.steps[1].error?.exitCode).toBe(130);
+    expect(await units()).toEqual(['a:0', 'a:1']);
+  });
+
+  it('emits the first progress event of every phase despite the throttle', async () => {
+    const events: RunEvent[] = [];
+    const step: Step = {
+      id: 'phases',
+      title: 'phases',
+      plan: async () => ({ action: 'x', willChange: true, details: {} }),
+      async run(ctx) {
+        ctx.progress({ phase: 'one', done: 1, total: 1 });
+        ctx.progress({ phase: 'two', done: 0, total: 2 });
+        ctx.progress({ phase: 'two', done: 1, total: 2 });
+        ctx.progress({ phase: 'three', done: 0, total: 1 });
+        return { message: 'ok' };
+      },
+    };
+    await migrate(database, base([step], { onEvent: (e) => events.push(e) }));
+    const seen = events.flatMap((e) => (e.type === 'step-progress' ? [`${e.progress.phase}:${e.progress.done}`] : []));
+    expect(seen).toEqual(['one:1', 'two:0', 'three:0']);
+  });
+
   it('shows live progress of a running step to status from another connection', async () => {
     const observer = await tdb.open();
     let seen: unknown;
