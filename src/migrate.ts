@@ -122,7 +122,11 @@ async function runStep(
   let lastEmit = 0;
   let lastPhase = '';
   const heartbeat = setInterval(() => {
-    writeHeartbeat(db, step.id, meter.current()).catch(() => {});
+    const progress = meter.current();
+    writeHeartbeat(db, step.id, progress).catch(() => {});
+    // Re-announce the current progress, so a long unit (an index build) still gives CI a line at a
+    // steady interval; the reporter decides how often to print.
+    if (progress && Date.now() - lastEmit >= 1000) emit({ type: 'step-progress', stepId: step.id, progress, repeated: true });
   }, options.heartbeatMs ?? 1000);
   const ctx: RunContext<unknown> = {
     db,
@@ -137,7 +141,7 @@ async function runStep(
       const progress = meter.update(update);
       const now = Date.now();
       // Throttled, but the first and last event of every phase always pass, so watchers see each phase.
-      if (now - lastEmit >= 200 || progress.done === progress.total || progress.phase !== lastPhase) {
+      if (now - lastEmit >= 200 || (progress.total !== null && progress.done >= progress.total) || progress.phase !== lastPhase) {
         lastEmit = now;
         lastPhase = progress.phase;
         emit({ type: 'step-progress', stepId: step.id, progress });

@@ -16,7 +16,9 @@ export class ProgressMeter {
   ) {}
 
   /** Records an update and returns the progress to report. */
-  update(u: ProgressUpdate): Progress {
+  update(raw: ProgressUpdate): Progress {
+    // Counts may arrive as strings (PostgreSQL NUMERIC/BIGINT); compare and compute on numbers.
+    const u = { ...raw, done: Number(raw.done), total: raw.total === undefined || raw.total === null ? null : Number(raw.total) };
     const t = this.now();
     if (u.phase !== this.phase) {
       this.phase = u.phase;

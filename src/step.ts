@@ -110,7 +110,8 @@ export type RunEvent =
   | { readonly type: 'lock-wait'; readonly holder: LockHolder | null; readonly waitedMs: number }
   | { readonly type: 'lock-acquired'; readonly waitedMs: number }
   | { readonly type: 'step-start'; readonly stepId: string; readonly title: string; readonly attempt: number; readonly resuming: boolean }
-  | { readonly type: 'step-progress'; readonly stepId: string; readonly progress: Progress }
+  /** `repeated`: the heartbeat re-announcing unchanged progress during a long unit of work. */
+  | { readonly type: 'step-progress'; readonly stepId: string; readonly progress: Progress; readonly repeated?: boolean }
   | { readonly type: 'step-end'; readonly result: StepResult };
 
 export type OnEvent = (event: RunEvent) => void;

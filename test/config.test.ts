@@ -73,5 +73,9 @@ describe('exit codes and progress', () => {
     expect(formatProgress(p)).toBe('copy: 200 / 1,000 events (20%), 100 events/s, ETA 8.0s');
     t = 3000;
     expect(meter.update({ phase: 'index es_wm', done: 0, total: 1, unit: 'indexes' }).rate).toBeNull();
+    // BIGINT/NUMERIC counts can arrive as strings; the meter works on numbers.
+    const p2 = meter.update({ phase: 'copy', done: '12000' as unknown as number, total: '12000' as unknown as number });
+    expect(p2.done).toBe(12000);
+    expect(p2.total).toBe(12000);
   });
 });

@@ -29,5 +29,5 @@ function matcher(spec: string): (event: RunEvent) => boolean {
   if (kind !== 'progress' || !Number.isInteger(n) || n < 1) throw new Error(`ZSETUP_TEST_KILL_AT: cannot read "${spec}"`);
   const prefix = phase.join(' ');
   let seen = 0;
-  return (e) => e.type === 'step-progress' && e.stepId === stepId && e.progress.phase.startsWith(prefix) && ++seen === n;
+  return (e) => e.type === 'step-progress' && !e.repeated && e.stepId === stepId && e.progress.phase.startsWith(prefix) && ++seen === n;
 }

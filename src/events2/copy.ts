@@ -89,7 +89,9 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
   const worker = async () => {
     for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
       ctx.throwIfStopped();
-      done += await copyChunk(ctx, next);
+      // Not `done += await …`: that reads `done` before the await and loses the other workers' chunks.
+      const copied = await copyChunk(ctx, next);
+      done += copied;
       ctx.progress({ phase: 'copy', done, total, unit: 'events' });
     }
   };
