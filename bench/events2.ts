@@ -7,19 +7,16 @@
  *
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { openDatabase, type Database } from '../src/db/connection.js';
-import { startEmbedded } from '../src/db/embedded.js';
 import { MAPPED_COLUMNS } from '../src/events2/sql.js';
 import { migrate } from '../src/migrate.js';
 import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_INDEXES, LEGACY_EVENTS_TABLE } from '../src/schema.js';
 import { events2Step } from '../steps/01-events2.js';
+import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
 interface BenchOptions {
   readonly events: number;
@@ -41,7 +38,7 @@ export async function benchEvents2(argv: string[]): Promise<void> {
   if (keepSource !== undefined && !/^[a-z_][a-z0-9_]*$/.test(keepSource)) throw new Error(`--keep-source: not a plain database name: ${keepSource}`);
   const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), keepSource };
   const server = await benchServer();
-  const names = { src: keepSource ?? dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const names = { src: keepSource ?? dbName('zbench', 'src'), ref: dbName('zbench', 'ref'), zs: dbName('zbench', 'zs') };
   try {
     const admin = (sqlText: string) => query(server.url, sqlText);
     const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
@@ -75,15 +72,6 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     for (const name of [names.ref, names.zs, ...(keepSource ? [] : [names.src])]) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
-}
-
-async function benchServer(): Promise<{ url: string; stop(): Promise<void> }> {
-  const given = process.env.ZSETUP_BENCH_DATABASE_URL;
-  if (given) return { url: given, stop: async () => {} };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsetup-bench-'));
-  fs.chmodSync(dir, 0o755);
-  const server = await startEmbedded(dir, log);
-  return { url: server.url, stop: async () => { await server.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
 }
 
 /** The seed generator when present (src/seed), else a plain SQL generator of the legacy table. */
@@ -161,37 +149,8 @@ async function compare(a: string, b: string): Promise<{ rows: boolean; catalog: 
   return { rows: ra.n === rb.n && ra.h === rb.h, catalog: ca[0].c === cb[0].c };
 }
 
-async function query(url: string, text: string): Promise<any[]> {
-  const client = new pg.Client({ connectionString: url, statement_timeout: 0 });
-  await client.connect();
-  try {
-    const r = await client.query(text);
-    return Array.isArray(r) ? r[r.length - 1].rows : r.rows;
-  } finally {
-    await client.end();
-  }
-}
-
 async function queryLast(url: string, text: string): Promise<any> {
   return (await query(url, text))[0];
-}
-
-function urlFor(server: string, database: string): string {
-  const u = new URL(server);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-function dbName(kind: string): string {
-  return `zbench_${kind}_${crypto.randomBytes(4).toString('hex')}`;
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
-}
-
-function log(message: string): void {
-  process.stdout.write(`${message}\n`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

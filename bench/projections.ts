@@ -13,15 +13,11 @@
  * again instead of seeding (it is only read, as the template of the two copies).
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { openDatabase, type Database } from '../src/db/connection.js';
-import { startEmbedded } from '../src/db/embedded.js';
 import { migrate } from '../src/migrate.js';
 import { applyEventByEvent, reduceBatch } from '../src/projections/batch.js';
 import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
@@ -34,6 +30,7 @@ import type { ProjectionEvent } from '../src/projections/types.js';
 import { seedLegacy } from '../src/seed/index.js';
 import { events2Step } from '../steps/01-events2.js';
 import { milestonesStep } from '../steps/02-milestones.js';
+import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
 const MODELS = BUILTIN_PROJECTIONS.map(compileProjection);
 const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"`;
@@ -52,7 +49,7 @@ export async function benchProjections(argv: string[]): Promise<void> {
   const concurrency = Number(values.concurrency);
   const server = await benchServer();
   const source = typeof values.source === 'string' ? values.source : undefined;
-  const names = { src: source ?? dbName('src'), ref: dbName('ref'), zs: dbName('zs') };
+  const names = { src: source ?? dbName('zbenchp', 'src'), ref: dbName('zbenchp', 'ref'), zs: dbName('zbenchp', 'zs') };
   const keep = new Set(source || values['keep-source'] ? [names.src] : []);
   const admin = (text: string) => query(server.url, text);
   try {
@@ -195,36 +192,7 @@ async function compare(a: string, b: string): Promise<string[]> {
   return differ;
 }
 
-async function benchServer(): Promise<{ url: string; stop(): Promise<void> }> {
-  const given = process.env.ZSETUP_BENCH_DATABASE_URL;
-  if (given) return { url: given, stop: async () => {} };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsetup-bench-'));
-  fs.chmodSync(dir, 0o755);
-  const server = await startEmbedded(dir, log);
-  return { url: server.url, stop: async () => { await server.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
-}
-
-async function query(url: string, text: string): Promise<any[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query(text);
-    return (Array.isArray(r) ? r[r.length - 1] : r).rows;
-  } finally {
-    await c.end();
-  }
-}
-
-function urlFor(server: string, database: string): string {
-  const u = new URL(server);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-const dbName = (kind: string) => `zbenchp_${kind}_${crypto.randomBytes(4).toString('hex')}`;
-const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const rate = (n: number, ms: number) => Math.round(n / (ms / 1000)).toLocaleString('en-US');
-const log = (message: string) => process.stdout.write(`${message}\n`);
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   benchProjections(process.argv.slice(2)).catch((err) => {

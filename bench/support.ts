@@ -1,0 +1,48 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { startEmbedded } from '../src/db/embedded.js';
+
+/** The server a benchmark runs on: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory. */
+export async function benchServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const given = process.env.ZSETUP_BENCH_DATABASE_URL;
+  if (given) return { url: given, stop: async () => {} };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zsetup-bench-'));
+  fs.chmodSync(dir, 0o755);
+  const server = await startEmbedded(dir, log);
+  return { url: server.url, stop: async () => { await server.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** Runs `text` (one or more statements) on a fresh connection; returns the rows of the last statement. */
+export async function query(url: string, text: string): Promise<any[]> {
+  const client = new pg.Client({ connectionString: url, statement_timeout: 0 });
+  await client.connect();
+  try {
+    const r = await client.query(text);
+    return (Array.isArray(r) ? r[r.length - 1] : r).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** The server URL with another database name. */
+export function urlFor(server: string, database: string): string {
+  const u = new URL(server);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A unique scratch database name. */
+export function dbName(prefix: string, kind: string): string {
+  return `${prefix}_${kind}_${crypto.randomBytes(4).toString('hex')}`;
+}
+
+export function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}
