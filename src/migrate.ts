@@ -1,6 +1,7 @@
 import type { Database } from './db/connection.js';
 import { withAdvisoryLock } from './db/lock.js';
-import { ConfigError, describeError, InterruptedError } from './errors.js';
+import { sql } from 'kysely';
+import { ConfigError, describeError, InterruptedError, RefusedError } from './errors.js';
 import { ProgressMeter } from './progress.js';
 import type { OnEvent, RunContext, Step, StepOptions, StepResult } from './step.js';
 import {
@@ -64,6 +65,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
       await ensureStepsTable(database.db);
       // Read after taking the lock: a runner that waited sees what the previous holder finished.
       const states = await readSteps(database.db);
+      await preflight(database, options, states);
       const results: StepResult[] = [];
       let halted = false;
       for (const step of options.steps) {
@@ -83,6 +85,23 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
   } finally {
     options.signal?.removeEventListener('abort', forward);
   }
+}
+
+/** Asks every step that will run what it lacks, and refuses before the first write if anything is missing. */
+async function preflight(database: Database, options: MigrateOptions, states: Map<string, StepRow>): Promise<void> {
+  const missing: string[] = [];
+  for (const step of options.steps) {
+    if (!step.preflight || (options.only && step.id !== options.only)) continue;
+    if (states.get(step.id)?.status === 'succeeded' && !(await isBehind(database, step))) continue;
+    const lacks = await database.db.transaction().setAccessMode('read only').execute((tx) => step.preflight!(tx));
+    missing.push(...lacks.map((m) => `${step.id}: ${m}`));
+  }
+  if (missing.length === 0) return;
+  const [me] = (await sql<{ me: string }>`SELECT current_user AS me`.execute(database.db)).rows;
+  throw new RefusedError(
+    `role ${me.me} lacks privileges the pending steps need; nothing was changed:\n  - ${missing.join('\n  - ')}`,
+    'grant them (as a superuser or the owner), or run zsetup as the role that owns the ZITADEL schemas',
+  );
 }
 
 /** A stop requested after one step ended and before the next began: that next step is reported as interrupted. */

@@ -83,6 +83,12 @@ export interface Step<C = unknown> {
    * is done for good.
    */
   isBehind?(tx: Tx): Promise<boolean>;
+  /**
+   * What this role lacks for the step (privileges, as lines like `INSERT on eventstore.events2`).
+   * Read-only. Before running anything, the runner asks every pending step and refuses (exit 5, nothing
+   * written) listing all of them at once.
+   */
+  preflight?(tx: Tx): Promise<readonly string[]>;
 }
 
 /** Outcome of one step in a migrate run. */

@@ -2,6 +2,7 @@ import { RefusedError } from '../src/errors.js';
 import { convertMilestones, type ConversionCheckpoint, type ConvertOptions } from '../src/milestones/convert.js';
 import { planMilestones } from '../src/milestones/plan.js';
 import { findRejectedRows, inspectSource, referenceStepsDone, rejectedRowsError } from '../src/milestones/source.js';
+import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step } from '../src/step.js';
 
 /**
@@ -14,6 +15,12 @@ export function createMilestonesStep(options: ConvertOptions = {}): Step<Convers
     id: 'milestones-v2',
     title: 'convert projections.milestones into v2 milestone events',
     plan: (ctx) => planMilestones(ctx.tx),
+    async preflight(tx) {
+      if (!(await relationExists(tx, 'projections.milestones'))) return [];
+      // A missing events2 is created by the events2 step, owned by this role.
+      const events2 = (await relationExists(tx, 'eventstore.events2')) ? [['eventstore.events2', ['SELECT', 'INSERT', 'UPDATE']] as const] : [];
+      return missingPrivileges(tx, [['projections.milestones', ['SELECT']], ...events2]);
+    },
     async run(ctx) {
       const source = await inspectSource(ctx.db);
       if (!source.oldTable) return { message: 'projections.milestones does not exist: nothing to convert', oldTable: false };

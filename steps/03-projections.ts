@@ -5,6 +5,7 @@ import { existingTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
+import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step, StepPlan } from '../src/step.js';
 
 /** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
@@ -63,6 +64,16 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
         notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
       };
+    },
+    async preflight(tx) {
+      const write = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
+      const events2 = (await relationExists(tx, 'eventstore.events2')) ? [['eventstore.events2', ['SELECT']] as const] : [];
+      return missingPrivileges(tx, [
+        ...events2,
+        ...model.tables.map((t) => [t.name, write] as const),
+        ['projections.current_states', write],
+        ['projections.failed_events2', write],
+      ]);
     },
     async isBehind(tx) {
       // Unlike a one-time migration, a projection falls behind again when events arrive after it.
