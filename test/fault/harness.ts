@@ -10,7 +10,7 @@ import pg from 'pg';
 import { openDatabase } from '../../src/db/connection.js';
 import { seedLegacy } from '../../src/seed/index.js';
 import { BIN, ensureBuilt, type CliRun } from '../support/cli.js';
-import { urlFor } from '../support/db.js';
+import { queryOnce, urlFor } from '../support/db.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -27,14 +27,8 @@ export interface FaultDb {
 const created = new Set<FaultDb>();
 
 /** Runs one statement on the server's `postgres` database. */
-export async function admin(text: string, values?: unknown[]): Promise<any[]> {
-  const c = new pg.Client({ connectionString: urlFor('postgres') });
-  await c.connect();
-  try {
-    return (await c.query(text, values as unknown[])).rows;
-  } finally {
-    await c.end();
-  }
+export function admin(text: string, values?: unknown[]): Promise<any[]> {
+  return queryOnce(urlFor('postgres'), text, values);
 }
 
 function handle(name: string): FaultDb {
@@ -43,15 +37,7 @@ function handle(name: string): FaultDb {
   const db: FaultDb = {
     name,
     url,
-    async query(text, values) {
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      try {
-        return (await c.query(text, values as unknown[])).rows;
-      } finally {
-        await c.end();
-      }
-    },
+    query: (text, values) => queryOnce(url, text, values),
     async client(options = {}) {
       const u = new URL(url);
       if (options.user) u.username = options.user;

@@ -47,21 +47,24 @@ export async function createTestDatabase(prefix = 'zt'): Promise<TestDatabase> {
       clients.push(c);
       return c;
     },
-    async query(text, values) {
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      try {
-        return (await c.query(text, values as unknown[])).rows;
-      } finally {
-        await c.end();
-      }
-    },
+    query: (text, values) => queryOnce(url, text, values),
     async drop() {
       await Promise.all(opened.map((d) => d.close().catch(() => {})));
       await Promise.all(clients.map((c) => c.end().catch(() => {})));
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
+}
+
+/** Runs one query on a short-lived connection to `url`. */
+export async function queryOnce<T extends pg.QueryResultRow = any>(url: string, text: string, values?: unknown[]): Promise<T[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<T>(text, values)).rows;
+  } finally {
+    await c.end();
+  }
 }
 
 async function adminQuery(text: string): Promise<void> {
