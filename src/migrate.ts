@@ -65,7 +65,8 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
       await ensureStepsTable(database.db);
       // Read after taking the lock: a runner that waited sees what the previous holder finished.
       const states = await readSteps(database.db);
-      await preflight(database, options, states);
+      const due = await dueSteps(database, options, states);
+      await preflight(database, options.steps.filter((s) => due.has(s.id)));
       const results: StepResult[] = [];
       let halted = false;
       for (const step of options.steps) {
@@ -73,7 +74,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         const state = states.get(step.id);
         let result: StepResult;
         if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
-        else if (state?.status === 'succeeded' && !(await isBehind(database, step))) result = skipped(step, state);
+        else if (!due.has(step.id)) result = skipped(step, state!);
         else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
         else result = await runStep(database, step, state, options, stop.signal, emit);
         if (result.status === 'failed' || result.status === 'interrupted') halted = true;
@@ -87,12 +88,24 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
   }
 }
 
-/** Asks every step that will run what it lacks, and refuses before the first write if anything is missing. */
-async function preflight(database: Database, options: MigrateOptions, states: Map<string, StepRow>): Promise<void> {
-  const missing: string[] = [];
+/**
+ * The ids of the steps this run will run: selected by `--only`, and not succeeded unless they fell behind.
+ * Decided once, so preflight and the run loop agree and `isBehind` is asked once per step.
+ */
+async function dueSteps(database: Database, options: MigrateOptions, states: Map<string, StepRow>): Promise<Set<string>> {
+  const due = new Set<string>();
   for (const step of options.steps) {
-    if (!step.preflight || (options.only && step.id !== options.only)) continue;
-    if (states.get(step.id)?.status === 'succeeded' && !(await isBehind(database, step))) continue;
+    if (options.only && step.id !== options.only) continue;
+    if (states.get(step.id)?.status !== 'succeeded' || (await isBehind(database, step))) due.add(step.id);
+  }
+  return due;
+}
+
+/** Asks every step that will run what it lacks, and refuses before the first write if anything is missing. */
+async function preflight(database: Database, steps: readonly Step<any>[]): Promise<void> {
+  const missing: string[] = [];
+  for (const step of steps) {
+    if (!step.preflight) continue;
     const lacks = await database.db.transaction().setAccessMode('read only').execute((tx) => step.preflight!(tx));
     missing.push(...lacks.map((m) => `${step.id}: ${m}`));
   }
