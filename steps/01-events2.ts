@@ -1,7 +1,7 @@
 import { planEvents2 } from '../src/events2/plan.js';
+import { missingMovePrivileges } from '../src/events2/preflight.js';
 import { runEvents2 } from '../src/events2/run.js';
 import type { Events2Checkpoint } from '../src/events2/situation.js';
-import { sql } from 'kysely';
 import { missingTablePrivileges, relationExists } from '../src/privileges.js';
 import type { Step } from '../src/step.js';
 
@@ -17,13 +17,7 @@ export const events2Step: Step<Events2Checkpoint> = {
   async preflight(tx) {
     // events2 present: complete, or half-done — the step's own inspection decides what it needs.
     if (await relationExists(tx, 'eventstore.events2')) return [];
-    const create = await missingTablePrivileges(tx, 'eventstore.events2', []);
-    if (!(await relationExists(tx, 'eventstore.events'))) return create;
-    const owner = await sql<{ owns: boolean; owner: string }>`
-      SELECT pg_has_role(current_user, relowner, 'USAGE') AS owns, pg_get_userbyid(relowner) AS owner
-      FROM pg_class WHERE oid = 'eventstore.events'::regclass`.execute(tx);
-    const { owns, owner: by } = owner.rows[0];
-    const rename = owns ? [] : [`ownership of eventstore.events (owned by ${by}; the cut-off renames it)`];
-    return [...rename, ...(await missingTablePrivileges(tx, 'eventstore.events', ['SELECT'])), ...create];
+    if (!(await relationExists(tx, 'eventstore.events'))) return missingTablePrivileges(tx, 'eventstore.events2', []);
+    return (await missingMovePrivileges(tx, 'eventstore.events', true)).missing;
   },
 };

@@ -3,11 +3,18 @@ import { RefusedError } from '../errors.js';
 import type { Queryable } from './catalog.js';
 import { UNMAPPABLE_ROW } from './sql.js';
 
+/** What this role lacks to move `source`, with the GRANT statements that would fix it. */
+export interface MissingPrivileges {
+  readonly me: string;
+  readonly missing: readonly string[];
+  readonly grants: readonly string[];
+}
+
 /**
- * Checks, before anything is written, that this role can do the move: own the source table (a rename
- * needs ownership), read it, and create tables in schema eventstore. Refuses listing everything missing.
+ * What this role lacks for the move: ownership of the source table (a rename needs it), SELECT on it,
+ * and CREATE in schema eventstore. Read-only; the runner's preflight and the cut-off both ask it.
  */
-export async function checkPrivileges(db: Queryable, source: string, rename: boolean): Promise<void> {
+export async function missingMovePrivileges(db: Queryable, source: string, rename: boolean): Promise<MissingPrivileges> {
   const r = await sql<{ owner: string; owns: boolean; can_read: boolean; can_create: boolean; me: string }>`
     SELECT pg_get_userbyid(c.relowner) AS owner,
            pg_has_role(current_user, c.relowner, 'USAGE') AS owns,
@@ -17,18 +24,27 @@ export async function checkPrivileges(db: Queryable, source: string, rename: boo
     FROM pg_class c WHERE c.oid = ${source}::regclass`.execute(db);
   const p = r.rows[0];
   const missing: string[] = [];
-  if (rename && !p.owns) missing.push(`ownership of ${source} (owned by ${p.owner}; renaming it needs the owner's rights)`);
-  if (!p.can_read) missing.push(`SELECT on ${source}`);
-  if (!p.can_create) missing.push('CREATE on schema eventstore');
+  const grants: string[] = [];
+  if (rename && !p.owns) {
+    missing.push(`ownership of ${source} (owned by ${p.owner}; renaming it needs the owner's rights)`);
+    grants.push(`GRANT ${p.owner} TO ${p.me}`);
+  }
+  if (!p.can_read) {
+    missing.push(`SELECT on ${source}`);
+    grants.push(`GRANT SELECT ON ${source} TO ${p.me}`);
+  }
+  if (!p.can_create) {
+    missing.push('CREATE on schema eventstore');
+    grants.push(`GRANT CREATE ON SCHEMA eventstore TO ${p.me}`);
+  }
+  return { me: p.me, missing, grants };
+}
+
+/** Refuses, before anything is written, a role that cannot do the move, listing everything missing. */
+export async function checkPrivileges(db: Queryable, source: string, rename: boolean): Promise<void> {
+  const { me, missing, grants } = await missingMovePrivileges(db, source, rename);
   if (missing.length) {
-    throw new RefusedError(
-      `role ${p.me} lacks ${missing.join(', ')}; nothing was changed`,
-      `as a superuser or the owner: ${[
-        rename && !p.owns ? `GRANT ${p.owner} TO ${p.me}` : '',
-        !p.can_read ? `GRANT SELECT ON ${source} TO ${p.me}` : '',
-        !p.can_create ? `GRANT CREATE ON SCHEMA eventstore TO ${p.me}` : '',
-      ].filter(Boolean).join('; ')}`,
-    );
+    throw new RefusedError(`role ${me} lacks ${missing.join(', ')}; nothing was changed`, `as a superuser or the owner: ${grants.join('; ')}`);
   }
 }
 
