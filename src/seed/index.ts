@@ -114,14 +114,20 @@ export async function dropSeedTargets(database: Database): Promise<string[]> {
   return r.rows.map((row) => row.nspname);
 }
 
-async function refuseExisting(pool: pg.Pool): Promise<void> {
+/** The event store tables the database already has (`eventstore.events`, `events_old`, `events2`). */
+export async function existingEventStore(pool: pg.Pool): Promise<string[]> {
   const r = await pool.query<{ name: string }>(
     `SELECT 'eventstore.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'eventstore' AND c.relname IN ('events', 'events_old', 'events2') ORDER BY 1`,
   );
-  if (r.rows.length > 0) {
+  return r.rows.map((x) => x.name);
+}
+
+async function refuseExisting(pool: pg.Pool): Promise<void> {
+  const existing = await existingEventStore(pool);
+  if (existing.length > 0) {
     throw new RefusedError(
-      `the database already has an event store (${r.rows.map((x) => x.name).join(', ')}); seed only fills an empty database`,
+      `the database already has an event store (${existing.join(', ')}); seed only fills an empty database`,
       'rerun with --reset to drop the schemas eventstore, projections and zsetup first, or use another database',
     );
   }

@@ -1,17 +1,16 @@
 import { Command } from 'commander';
-import { sql } from 'kysely';
-import { dropSeedTargets } from '../../seed/index.js';
+import { dropSeedTargets, existingEventStore } from '../../seed/index.js';
 import { getStatus } from '../../status.js';
 import { loadSteps } from '../../../steps/index.js';
 import { renderStatus } from '../render.js';
 import { runSteps } from '../run-steps.js';
 import { withSession } from '../session.js';
-import { seedWithProgress } from './seed.js';
+import { positiveInt, seedWithProgress } from './seed.js';
 
 interface DemoFlags {
   readonly dataDir?: string;
-  readonly events: string;
-  readonly instances: string;
+  readonly events: number;
+  readonly instances: number;
   readonly fresh?: boolean;
   readonly json?: boolean;
 }
@@ -24,8 +23,8 @@ export function demoCommand(): Command {
   return new Command('demo')
     .description('seed a sample legacy database on the embedded PostgreSQL, migrate it, prefill the projections, show the status')
     .option('--data-dir <dir>', 'data directory of the embedded PostgreSQL (default: ./.zsetup)')
-    .option('--events <n>', 'events in the sample database', '200000')
-    .option('--instances <n>', 'instances in the sample database', '20')
+    .option('--events <n>', 'events in the sample database', positiveInt, 200_000)
+    .option('--instances <n>', 'instances in the sample database', positiveInt, 20)
     .option('--fresh', 'drop the sample database and seed it again')
     .option('--json', 'print the migrate result as one JSON document on stdout; logs go to stderr')
     .addHelpText('after', `
@@ -38,13 +37,12 @@ Examples:
     .action(async (flags: DemoFlags) => {
       const env = { ...process.env, DATABASE_URL: '', ZSETUP_DATABASE_URL: '' };
       process.exitCode = await withSession({ dataDir: flags.dataDir, json: flags.json }, async (s) => {
-        const existing = await sql<{ found: boolean }>`
-          SELECT coalesce(to_regclass('eventstore.events'), to_regclass('eventstore.events_old'), to_regclass('eventstore.events2')) IS NOT NULL AS found`.execute(s.database.db);
-        if (existing.rows[0].found && flags.fresh) {
+        const found = (await existingEventStore(s.database.pool)).length > 0;
+        if (found && flags.fresh) {
           s.reporter.warn(`--fresh: dropped ${(await dropSeedTargets(s.database)).join(', ')}`);
         }
-        if (!existing.rows[0].found || flags.fresh) {
-          await seedWithProgress(s, { events: Number(flags.events), instances: Number(flags.instances), seed: 1 });
+        if (!found || flags.fresh) {
+          await seedWithProgress(s, { events: flags.events, instances: flags.instances, seed: 1 });
         } else {
           s.reporter.info('the sample database is already there (use --fresh to seed it again)');
         }

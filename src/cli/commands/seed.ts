@@ -49,7 +49,8 @@ function integer(value: string): number {
   return n;
 }
 
-function positiveInt(value: string): number {
+/** Commander parser for a whole number ≥ 1 (underscores allowed). */
+export function positiveInt(value: string): number {
   const n = integer(value);
   if (n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
