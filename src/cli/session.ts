@@ -26,6 +26,13 @@ export function withCommonOptions(cmd: Command): Command {
     .addOption(new Option('--lock-timeout <duration>', 'lock_timeout of zsetup sessions (default: 30s)').hideHelp());
 }
 
+/** Adds the flags of commands that run steps: `--lock-wait` and `--concurrency`. */
+export function withRunOptions(cmd: Command): Command {
+  return cmd
+    .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
+    .option('--concurrency <n>', 'parallel connections for data-moving steps (default: number of CPUs, at least 2)');
+}
+
 /** What a command action gets. */
 export interface Session {
   readonly config: ResolvedConfig;

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { loadProjectionSteps } from '../../../steps/03-projections.js';
 import { runSteps } from '../run-steps.js';
-import { withCommonOptions, withSession, type CommonFlags } from '../session.js';
+import { withCommonOptions, withRunOptions, withSession, type CommonFlags } from '../session.js';
 
 /** Flags that choose projections; shared by `init-projections` and `migrate --init-projections`. */
 export interface ProjectionFlags {
@@ -18,16 +18,13 @@ export function withProjectionOptions(cmd: Command): Command {
 
 interface InitProjectionsFlags extends CommonFlags, ProjectionFlags {
   readonly dryRun?: boolean;
-  readonly batchSize?: string;
 }
 
 /** `zsetup init-projections`: prefill the projections from eventstore.events2 up to now. */
 export function initProjectionsCommand(): Command {
-  return withProjectionOptions(withCommonOptions(new Command('init-projections')))
+  return withRunOptions(withProjectionOptions(withCommonOptions(new Command('init-projections'))))
     .description('prefill the projections (read models) from eventstore.events2, recording positions in projections.current_states')
     .option('--dry-run', 'per projection: events to process, current position, whether the table exists, estimated time; writes nothing')
-    .option('--concurrency <n>', 'instances prefilled in parallel (default: number of CPUs, at least 2)')
-    .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
     .addHelpText('after', `
 Built-in projections: projections.instances, projections.orgs1, projections.projects4, projections.apps7,
 projections.users14 (+ users14_humans), projections.milestones3. Tables are created if missing.

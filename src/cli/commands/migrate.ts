@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { loadSteps } from '../../../steps/index.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { runSteps } from '../run-steps.js';
-import { withCommonOptions, withSession, type CommonFlags } from '../session.js';
+import { withCommonOptions, withRunOptions, withSession, type CommonFlags } from '../session.js';
 
 interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly dryRun?: boolean;
@@ -13,14 +13,12 @@ interface MigrateFlags extends CommonFlags, ProjectionFlags {
 
 /** `zsetup migrate`: run the pending setup steps, or plan them with --dry-run. */
 export function migrateCommand(): Command {
-  return withProjectionOptions(withCommonOptions(new Command('migrate')))
+  return withRunOptions(withProjectionOptions(withCommonOptions(new Command('migrate'))))
     .description('run the pending setup steps in order (events2 move, milestone conversion, …)')
     .option('--dry-run', 'plan every pending step read-only and report; writes nothing')
     .option('--exact', 'with --dry-run: count rows exactly instead of estimating')
     .option('--only <step>', 'run (or plan) only this step')
     .option('--init-projections', 'also prefill the projections as the last step')
-    .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
-    .option('--concurrency <n>', 'parallel connections for data-moving steps (default: number of CPUs, at least 2)')
     .addHelpText('after', `
 Examples:
   $ zsetup migrate                                  # embedded PostgreSQL in ./.zsetup
