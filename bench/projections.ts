@@ -24,12 +24,12 @@ import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
 import { ensureTables } from '../src/projections/ddl.js';
 import { captureEndPoint, listInstances } from '../src/projections/events.js';
 import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
-import { prefillProjection } from '../src/projections/prefill.js';
 import { OffsetCounter, recordFailures, writeState, type FailedEvent } from '../src/projections/state.js';
 import type { ProjectionEvent } from '../src/projections/types.js';
 import { seedLegacy } from '../src/seed/index.js';
 import { events2Step } from '../steps/01-events2.js';
 import { milestonesStep } from '../steps/02-milestones.js';
+import { projectionSteps } from '../steps/03-projections.js';
 import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
 const MODELS = BUILTIN_PROJECTIONS.map(compileProjection);
@@ -99,12 +99,15 @@ async function prepare(url: string, events: number, instances: number, concurren
 }
 
 async function timed(url: string, concurrency: number, fn: (db: Database) => Promise<number>) {
-  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: 2 * concurrency + 2 });
+  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: 2 * concurrency + 4 });
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
   try {
     const started = Date.now();
+    const cpu = process.cpuUsage();
     const events = await fn(database);
+    const used = process.cpuUsage(cpu);
+    if (process.env.ZSETUP_BENCH_STEPS) log(`  node cpu ${Math.round((used.user + used.system) / 1000)} ms`);
     return { ms: Date.now() - started, events, peakRss };
   } finally {
     clearInterval(sampler);
@@ -112,12 +115,17 @@ async function timed(url: string, concurrency: number, fn: (db: Database) => Pro
   }
 }
 
+/** zsetup's prefill as `zsetup init-projections` runs it: the projection steps under the runner. */
 async function zsetupPrefill(database: Database, concurrency: number): Promise<number> {
-  const { position } = await captureEndPoint(database.pool);
-  let events = 0;
-  const ctx = { progress: () => {}, log: () => {}, throwIfStopped: () => {} };
-  for (const m of MODELS) events += (await prefillProjection(database, m, { endPoint: position, concurrency }, ctx)).events;
-  return events;
+  const t0 = Date.now();
+  const onEvent = process.env.ZSETUP_BENCH_STEPS ? (e: { type: string; stepId?: string; result?: { id: string } }) => {
+    if (e.type === 'step-start' || e.type === 'step-end') log(`  +${Date.now() - t0} ms ${e.type} ${e.stepId ?? e.result?.id}`);
+  } : undefined;
+  const r = await migrate(database, { steps: projectionSteps(MODELS), lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench', onEvent });
+  const failed = r.steps.find((s) => s.status !== 'succeeded');
+  if (failed) throw new Error(`step ${failed.id} ${failed.status}: ${failed.error?.message}`);
+  if (process.env.ZSETUP_BENCH_STEPS) for (const s of r.steps) log(`  ${s.id}: ${s.durationMs} ms`);
+  return r.steps.reduce((n, s) => n + Number(s.summary?.events ?? 0), 0);
 }
 
 /**

@@ -69,17 +69,39 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
       await preflight(database, options.steps.filter((s) => due.has(s.id)));
       const results: StepResult[] = [];
       let halted = false;
-      for (const step of options.steps) {
-        if (options.only && step.id !== options.only) continue;
-        const state = states.get(step.id);
-        let result: StepResult;
-        if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
-        else if (!due.has(step.id)) result = skipped(step, state!);
-        else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
-        else result = await runStep(database, step, state, options, stop.signal, emit);
-        if (result.status === 'failed' || result.status === 'interrupted') halted = true;
-        if (result.status !== 'not-run') emit({ type: 'step-end', result });
-        results.push(result);
+      const selected = options.steps.filter((s) => !options.only || s.id === options.only);
+      for (let i = 0; i < selected.length; ) {
+        // A run of steps of one parallel group goes together; any other step is a run of one.
+        const group = selected[i].parallelGroup;
+        let end = i + 1;
+        while (group !== undefined && end < selected.length && selected[end].parallelGroup === group) end++;
+        const batch = selected.slice(i, end);
+        i = end;
+        const outcomes = new Map<string, StepResult>();
+        const finish = (result: StepResult) => {
+          outcomes.set(result.id, result);
+          if (result.status !== 'not-run') emit({ type: 'step-end', result });
+        };
+        const todo: Step<any>[] = [];
+        for (const step of batch) {
+          if (halted) finish({ id: step.id, title: step.title, status: 'not-run' });
+          else if (!due.has(step.id)) finish(skipped(step, states.get(step.id)!));
+          else todo.push(step);
+        }
+        const queue = batch.length > 1 ? await heaviestFirst(database, todo) : todo;
+        const worker = async () => {
+          for (let step = queue.shift(); step; step = queue.shift()) {
+            let result: StepResult;
+            if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
+            else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
+            else result = await runStep(database, step, states.get(step.id), options, stop.signal, emit);
+            if (result.status === 'failed' || result.status === 'interrupted') halted = true;
+            finish(result);
+          }
+        };
+        const workers = batch.length > 1 ? Math.max(1, Math.min(options.stepOptions.concurrency, queue.length)) : 1;
+        await Promise.all(Array.from({ length: workers }, worker));
+        for (const step of batch) results.push(outcomes.get(step.id)!);
       }
       return { upToDate: results.every((r) => r.status === 'skipped'), lockWaitedMs, steps: results };
     });
@@ -115,6 +137,15 @@ async function preflight(database: Database, steps: readonly Step<any>[]): Promi
     `role ${me.me} lacks privileges the pending steps need; nothing was changed:\n  - ${missing.join('\n  - ')}`,
     'grant them (as a superuser or the owner), or run zsetup as the role that owns the ZITADEL schemas',
   );
+}
+
+/** The due steps of a parallel group, heaviest first (steps without a weight keep their order, last). */
+async function heaviestFirst(database: Database, steps: readonly Step<any>[]): Promise<Step<any>[]> {
+  const weights = new Map<Step<any>, number>();
+  for (const step of steps) {
+    if (step.weight) weights.set(step, await database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)));
+  }
+  return [...steps].sort((a, b) => (weights.get(b) ?? -1) - (weights.get(a) ?? -1));
 }
 
 /** A stop requested after one step ended and before the next began: that next step is reported as interrupted. */

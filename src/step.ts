@@ -89,6 +89,16 @@ export interface Step<C = unknown> {
    * written) listing all of them at once.
    */
   preflight?(tx: Tx): Promise<readonly string[]>;
+  /**
+   * Steps that name the same group and follow each other in the run order are independent of one
+   * another: the runner runs them side by side, at most `concurrency` at once (the projections).
+   */
+  readonly parallelGroup?: string;
+  /**
+   * How much work the step has left, in any unit shared by its group (a projection: events to apply).
+   * Read-only. The runner starts the heaviest steps of a parallel group first, so they end together.
+   */
+  weight?(tx: Tx): Promise<number>;
 }
 
 /** Outcome of one step in a migrate run. */

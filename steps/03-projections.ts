@@ -44,6 +44,11 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
     id: `projection:${model.name}`,
     title: `prefill ${model.name}`,
     model,
+    parallelGroup: 'projections',
+    async weight(tx) {
+      const db = onTx(tx);
+      return (await projectionBacklog(db, model, (await captureEndPoint(db, 0)).position)).events;
+    },
     async plan(ctx): Promise<StepPlan> {
       const db = onTx(ctx.tx);
       const bound = await captureEndPoint(db, 0);

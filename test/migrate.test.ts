@@ -166,6 +166,36 @@ describe('migrate', () => {
     expect(seen).toEqual(['one:1', 'two:0', 'three:0']);
   });
 
+  it('runs the steps of a parallel group side by side, heaviest first, and halts after the group when one fails', async () => {
+    const order: string[] = [];
+    const running = new Set<string>();
+    let overlapped = false;
+    const grouped = (id: string, weight: number, fail = false): Step => ({
+      ...unitStep(id, 1),
+      parallelGroup: 'g',
+      weight: async () => weight,
+      async run() {
+        order.push(id);
+        running.add(id);
+        overlapped ||= running.size > 1;
+        await new Promise((r) => setTimeout(r, 150));
+        running.delete(id);
+        if (fail) throw new Error(`planned failure of ${id}`);
+        return { message: `ran ${id}` };
+      },
+    });
+    const steps = [grouped('light', 1), grouped('heavy', 9), grouped('middle', 5), unitStep('after', 1)];
+    const r = await migrate(database, base(steps));
+    expect(r.steps.map((s) => [s.id, s.status])).toEqual([['light', 'succeeded'], ['heavy', 'succeeded'], ['middle', 'succeeded'], ['after', 'succeeded']]);
+    expect(order).toEqual(['heavy', 'middle', 'light']);
+    expect(overlapped).toBe(true);
+
+    const failing = [grouped('x1', 3, true), grouped('x2', 2), grouped('x3', 1), unitStep('after2', 1)];
+    const f = await migrate(database, base(failing, { stepOptions: { concurrency: 1, exact: false } }));
+    // One at a time (concurrency 1): x1 fails first, so x2 and x3 never start and the step after the group does not run.
+    expect(f.steps.map((s) => [s.id, s.status])).toEqual([['x1', 'failed'], ['x2', 'not-run'], ['x3', 'not-run'], ['after2', 'not-run']]);
+  });
+
   it('shows live progress of a running step to status from another connection', async () => {
     const observer = await tdb.open();
     let seen: unknown;

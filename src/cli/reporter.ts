@@ -20,7 +20,9 @@ export interface ReporterOptions {
 export class Reporter {
   readonly c: ChalkInstance;
   private readonly stream: NodeJS.WriteStream;
+  /** One spinner for every running step (steps of a parallel group run side by side), a line each. */
   private spinner: Ora | undefined;
+  private readonly running = new Map<string, string>();
   private lastProgressLine = new Map<string, number>();
   private lastLockLine = 0;
 
@@ -60,14 +62,14 @@ export class Reporter {
         return this.line(`got the runner lock after ${formatDuration(event.waitedMs)}`);
       case 'step-start': {
         const what = `${event.stepId}: ${event.title}${event.resuming ? ' (resuming from checkpoint)' : ''}${event.attempt > 1 ? `, attempt ${event.attempt}` : ''}`;
-        if (this.options.mode === 'tty') this.spinner = ora({ text: what, stream: this.stream, color: 'cyan' }).start();
+        if (this.options.mode === 'tty') this.showRunning(event.stepId, what);
         else this.line(`start ${what}`);
         return;
       }
       case 'step-progress': {
         const text = `${event.stepId}: ${formatProgress(event.progress)}`;
-        if (this.options.mode === 'tty' && this.spinner) {
-          this.spinner.text = text;
+        if (this.options.mode === 'tty') {
+          if (this.running.has(event.stepId)) this.showRunning(event.stepId, text);
           return;
         }
         const now = Date.now();
@@ -89,12 +91,11 @@ export class Reporter {
       r.status === 'skipped' ? `${r.id}: already done`
       : r.status === 'succeeded' ? `${r.id}: ${r.summary?.message ?? 'done'}${took}`
       : `${r.id}: ${r.status}${took}: ${r.error?.message ?? ''}`;
-    const spinner = this.spinner;
-    this.spinner = undefined;
-    if (spinner) {
-      if (r.status === 'succeeded') spinner.succeed(text);
-      else if (r.status === 'skipped') spinner.info(text);
-      else spinner.fail(this.c.red(text));
+    if (this.options.mode === 'tty' && this.running.delete(r.id) && this.spinner) {
+      const symbol = r.status === 'succeeded' ? this.c.green('✔') : r.status === 'skipped' ? this.c.blue('ℹ') : this.c.red('✖');
+      this.line(`${symbol} ${r.status === 'succeeded' || r.status === 'skipped' ? text : this.c.red(text)}`);
+      if (this.running.size === 0) this.close();
+      else this.spinner.text = [...this.running.values()].join('\n');
       return;
     }
     const mark = r.status === 'succeeded' ? this.c.green('ok') : r.status === 'skipped' ? 'skip' : this.c.red(r.status === 'interrupted' ? 'stopped' : 'FAILED');
@@ -108,10 +109,19 @@ export class Reporter {
     this.line(`waiting for the runner lock (${formatDuration(waitedMs)} so far), held by ${holder}`);
   }
 
+  /** Sets a running step's line and shows every running step under one spinner. */
+  private showRunning(stepId: string, text: string): void {
+    this.running.set(stepId, text);
+    const all = [...this.running.values()].join('\n');
+    if (this.spinner) this.spinner.text = all;
+    else this.spinner = ora({ text: all, stream: this.stream, color: 'cyan' }).start();
+  }
+
   /** Stops any spinner (e.g. before the final report). */
   close(): void {
     this.spinner?.stop();
     this.spinner = undefined;
+    this.running.clear();
   }
 
   private line(text: string): void {

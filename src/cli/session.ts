@@ -70,9 +70,10 @@ export async function withSession(
   process.on('SIGTERM', onSignal);
   let database: Database | undefined;
   try {
+    // Two connections per stream: projections prefilled side by side may hold `concurrency` + 1 streams.
     database = await openDatabase(
       config.target,
-      { statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs, maxConnections: config.concurrency + 4 },
+      { statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs, maxConnections: 2 * config.concurrency + 4 },
       (m) => reporter.info(m),
     );
     reporter.info(`database: ${database.displayUrl} (PostgreSQL ${database.serverVersion})`);

@@ -69,18 +69,36 @@ export async function ensureTables(client: pg.ClientBase, model: ProjectionModel
     [units.flatMap((u) => u.relations)],
   );
   const catalog = new Map(r.rows.map((x) => [x.name, x]));
+  const missing = units.filter((u) => u.relations.some((n) => !catalog.get(n)?.present));
+  if (missing.length) await createSerialized(client, missing.map((u) => u.ddl));
   for (const u of units) {
-    if (u.relations.some((n) => !catalog.get(n)?.present)) await client.query(u.ddl);
     const t = u.table;
     const found = t && catalog.get(t.name);
     if (!t || !found?.present) continue;
     const present = new Set(found.columns);
-    const missing = t.columnNames.filter((c) => !present.has(c));
-    if (missing.length) {
+    const lacking = t.columnNames.filter((c) => !present.has(c));
+    if (lacking.length) {
       throw new RefusedError(
-        `${t.name} exists but lacks column(s) ${missing.join(', ')}`,
+        `${t.name} exists but lacks column(s) ${lacking.join(', ')}`,
         `it was created by another version of the projection; drop it (the prefill recreates it) or use the matching zsetup version`,
       );
     }
+  }
+}
+
+/**
+ * Runs `CREATE … IF NOT EXISTS` statements in one transaction under a transaction-level advisory lock:
+ * projections prefilled side by side share the bookkeeping tables and schema, and two sessions creating
+ * the same table at once would collide in the catalog instead of one of them skipping it.
+ */
+async function createSerialized(client: pg.ClientBase, statements: readonly string[]): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('zsetup'), hashtext('projection tables'))`);
+    for (const ddl of statements) await client.query(ddl);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
   }
 }

@@ -64,6 +64,44 @@ export async function projectionBacklog(db: Queryable, model: ProjectionModel, e
 }
 
 /**
+ * Streams (each holds two pooled connections: reading and writing) that may run at once on a database,
+ * shared by the projections prefilled side by side. Two connections of the pool stay free for the runner
+ * (its lock, the steps table) and for a projection's catalog queries before it takes its streams.
+ */
+class StreamSlots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(total: number) {
+    this.free = Math.max(1, total);
+  }
+
+  /** Takes up to `wanted` slots, waiting until at least one is free. */
+  async take(wanted: number): Promise<number> {
+    while (this.free === 0) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    const n = Math.min(wanted, this.free);
+    this.free -= n;
+    return n;
+  }
+
+  give(n: number): void {
+    this.free += n;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+}
+
+const slotsOf = new WeakMap<Database, StreamSlots>();
+
+function streamSlots(database: Database): StreamSlots {
+  let slots = slotsOf.get(database);
+  if (!slots) {
+    const poolMax = (database.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
+    slotsOf.set(database, (slots = new StreamSlots(Math.floor((poolMax - 2) / 2))));
+  }
+  return slots;
+}
+
+/**
  * Splits the instances into `n` groups with about the same number of events (largest first, each into
  * the lightest group), so parallel streams finish at about the same time.
  */
@@ -113,10 +151,30 @@ export async function prefillProjection(
   const result = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
-  const poolMax = (database.pool as unknown as { options?: { max?: number } }).options?.max ?? 10;
-  // A stream per group costs a few round trips of its own: no more streams than batches.
-  const streams = Math.min(options.concurrency, Math.floor(poolMax / 2), Math.ceil(total / batchSize));
-  const groups = splitInstances(backlog, Math.max(1, streams));
+  // A stream per group costs a few round trips of its own: no more streams than batches. Projections
+  // prefilled side by side share the pool, so each takes what is free of it (at least one stream).
+  const slots = streamSlots(database);
+  const streams = await slots.take(Math.max(1, Math.min(options.concurrency, Math.ceil(total / batchSize))));
+  try {
+    return await prefillStreams(database, model, options, ctx, { states, backlog, total, batchSize, streams, result });
+  } finally {
+    slots.give(streams);
+  }
+}
+
+/** What prefillProjection hands its streams. */
+interface StreamPlan {
+  readonly states: ReadonlyMap<string, CurrentState>;
+  readonly backlog: readonly Backlog[];
+  readonly total: number;
+  readonly batchSize: number;
+  readonly streams: number;
+  readonly result: { projection: string; endPoint: string; instances: number; events: number; failedEvents: number; batches: number; replayedBatches: number };
+}
+
+async function prefillStreams(database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext, plan: StreamPlan): Promise<PrefillResult> {
+  const { states, backlog, total, batchSize, streams, result } = plan;
+  const groups = splitInstances(backlog, streams);
   let stopped: unknown;
   const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
     const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
