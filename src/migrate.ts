@@ -125,12 +125,10 @@ async function dueSteps(database: Database, options: MigrateOptions, states: Map
 
 /** Asks every step that will run what it lacks, and refuses before the first write if anything is missing. */
 async function preflight(database: Database, steps: readonly Step<any>[]): Promise<void> {
-  const missing: string[] = [];
-  for (const step of steps) {
-    if (!step.preflight) continue;
-    const lacks = await database.db.transaction().setAccessMode('read only').execute((tx) => step.preflight!(tx));
-    missing.push(...lacks.map((m) => `${step.id}: ${m}`));
-  }
+  // Asked side by side, each in a read-only transaction of its own; reported in step order.
+  const lacking = await Promise.all(steps.map((step) =>
+    step.preflight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.preflight!(tx)) : []));
+  const missing = steps.flatMap((step, i) => lacking[i].map((m) => `${step.id}: ${m}`));
   if (missing.length === 0) return;
   const [me] = (await sql<{ me: string }>`SELECT current_user AS me`.execute(database.db)).rows;
   throw new RefusedError(
@@ -141,11 +139,11 @@ async function preflight(database: Database, steps: readonly Step<any>[]): Promi
 
 /** The due steps of a parallel group, heaviest first (steps without a weight keep their order, last). */
 async function heaviestFirst(database: Database, steps: readonly Step<any>[]): Promise<Step<any>[]> {
-  const weights = new Map<Step<any>, number>();
-  for (const step of steps) {
-    if (step.weight) weights.set(step, await database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)));
-  }
-  return [...steps].sort((a, b) => (weights.get(b) ?? -1) - (weights.get(a) ?? -1));
+  // Asked side by side: each is a read-only transaction of its own.
+  const weights = await Promise.all(steps.map((step) =>
+    step.weight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)) : -1));
+  const order = steps.map((step, i) => ({ step, weight: weights[i] }));
+  return order.sort((a, b) => b.weight - a.weight).map((x) => x.step);
 }
 
 /** A stop requested after one step ended and before the next began: that next step is reported as interrupted. */

@@ -68,6 +68,8 @@ describe('events2 step on a legacy database', () => {
     expect(system).toEqual([{ revision: 1, payload: { name: '01_tables' } }, { revision: 1, payload: { name: '01_tables' } }, { revision: 10, payload: null }]);
     const analyzed = await t.query(`SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL AS yes FROM pg_stat_user_tables WHERE relid = 'eventstore.events2'::regclass`);
     expect(analyzed[0].yes).toBe(true);
+    // Autovacuum was off while the table filled and is back to the server's default.
+    expect((await t.query(`SELECT reloptions FROM pg_class WHERE oid = 'eventstore.events2'::regclass`))[0].reloptions).toBeNull();
     // A second run is a no-op.
     expect((await run(database)).steps[0].status).toBe('skipped');
   });

@@ -24,6 +24,10 @@ export async function buildEvents2(ctx: RunContext<any>): Promise<string[]> {
   await ctx.transaction(async (tx) => {
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
     await sql`ANALYZE eventstore.events2`.execute(tx);
+    // Off since the cut-off when zsetup created the table; the table is complete now.
+    const off = await sql<{ off: boolean }>`
+      SELECT coalesce(reloptions @> ARRAY['autovacuum_enabled=off'], false) AS off FROM pg_class WHERE oid = 'eventstore.events2'::regclass`.execute(tx);
+    if (off.rows[0]?.off) await sql`ALTER TABLE eventstore.events2 RESET (autovacuum_enabled)`.execute(tx);
   });
   ctx.progress({ phase: 'analyze', done: 1, total: 1, unit: 'tables' });
   return built;

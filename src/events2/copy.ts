@@ -31,7 +31,12 @@ export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOff
     await checkColumns(tx, options.rename ? 'eventstore.events' : OLD_TABLE);
     if (options.rename) await sql`ALTER TABLE eventstore.events RENAME TO events_old`.execute(tx);
     const total = await countAndValidate(tx, OLD_TABLE);
-    if (options.create) await sql.raw(createEvents2Table()).execute(tx);
+    if (options.create) {
+      await sql.raw(createEvents2Table()).execute(tx);
+      // Autovacuum would pick the filling table up and hold the index builds behind its lock until the
+      // deadlock check cancels it; the build stage switches it back on after its own ANALYZE.
+      await sql.raw(`ALTER TABLE ${EVENTS2_TABLE} SET (autovacuum_enabled = off)`).execute(tx);
+    }
     await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum);
     await ctx.saveCheckpoint(tx, { stage: 'copy', total });
     return total;
