@@ -139,9 +139,11 @@ async function preflight(database: Database, steps: readonly Step<any>[]): Promi
 
 /** The due steps of a parallel group, heaviest first (steps without a weight keep their order, last). */
 async function heaviestFirst(database: Database, steps: readonly Step<any>[]): Promise<Step<any>[]> {
-  // Asked side by side: each is a read-only transaction of its own.
-  const weights = await Promise.all(steps.map((step) =>
-    step.weight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)) : -1));
+  const weigh = (step: Step<any>) => (step.weight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)) : -1);
+  // The first alone, the others side by side: a weight may look at other sessions' open transactions
+  // (the projections capture their shared end point there), which must not be the runner's own.
+  const first = steps.length ? [await weigh(steps[0])] : [];
+  const weights = [...first, ...(await Promise.all(steps.slice(1).map(weigh)))];
   const order = steps.map((step, i) => ({ step, weight: weights[i] }));
   return order.sort((a, b) => b.weight - a.weight).map((x) => x.step);
 }

@@ -4,7 +4,7 @@ import { captureEndPoint, type Queryable } from '../src/projections/events.js';
 import { existingTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
-import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
+import { prefillProjection, projectionBacklog, type ProjectionBacklog } from '../src/projections/prefill.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step, StepPlan } from '../src/step.js';
 
@@ -18,8 +18,8 @@ const ESTIMATED_EVENTS_PER_SECOND = 15_000;
 export class SharedEndPoint {
   private captured: Promise<{ position: string; openTransactions: number }> | undefined;
 
-  get(database: Database): Promise<{ position: string; openTransactions: number }> {
-    this.captured ??= captureEndPoint(database.pool);
+  get(db: Queryable): Promise<{ position: string; openTransactions: number }> {
+    this.captured ??= captureEndPoint(db);
     return this.captured;
   }
 }
@@ -40,63 +40,72 @@ function onTx(tx: Tx): Queryable {
 /** One prefill step per projection, all stopping at one shared end point. */
 export function projectionSteps(models: readonly ProjectionModel[], options: { batchSize?: number; endPoint?: SharedEndPoint } = {}): ProjectionStep[] {
   const endPoint = options.endPoint ?? new SharedEndPoint();
-  return models.map((model) => ({
-    id: `projection:${model.name}`,
-    title: `prefill ${model.name}`,
-    model,
-    parallelGroup: 'projections',
-    async weight(tx) {
-      const db = onTx(tx);
-      return (await projectionBacklog(db, model, (await captureEndPoint(db, 0)).position)).events;
-    },
-    async plan(ctx): Promise<StepPlan> {
-      const db = onTx(ctx.tx);
-      const bound = await captureEndPoint(db, 0);
-      const tables = await existingTables(db, model);
-      const { states, backlog, events } = await projectionBacklog(db, model, bound.position);
-      const positions = [...states.values()].map((s) => s.key.position).sort((a, b) => Number(a) - Number(b));
-      return {
-        action: events === 0 ? `nothing to do: ${model.name} is at the head` : `apply ${events} events to ${model.name}`,
-        willChange: events > 0 || tables.length < model.tables.length,
-        details: {
-          eventsToProcess: events,
-          instancesWithEvents: backlog.length,
-          instancesRecorded: states.size,
-          currentPosition: positions.length ? `${positions[0]}${positions.length > 1 ? ` … ${positions[positions.length - 1]}` : ''}` : 'none (never prefilled)',
-          tables: model.tables.map((t) => `${t.name} (${tables.includes(t.name) ? 'exists' : 'will be created'})`).join(', '),
-          endPoint: bound.position,
-        },
-        estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
-        notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
-      };
-    },
-    async preflight(tx) {
-      const write = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
-      const events2 = (await relationExists(tx, 'eventstore.events2')) ? [['eventstore.events2', ['SELECT']] as const] : [];
-      return missingPrivileges(tx, [
-        ...events2,
-        ...model.tables.map((t) => [t.name, write] as const),
-        ['projections.current_states', write],
-        ['projections.failed_events2', write],
-      ]);
-    },
-    async isBehind(tx) {
-      // Unlike a one-time migration, a projection falls behind again when events arrive after it.
-      const db = onTx(tx);
-      const bound = await captureEndPoint(db, 0);
-      return (await projectionBacklog(db, model, bound.position)).events > 0;
-    },
-    async run(ctx) {
-      const bound = await endPoint.get(ctx.database);
-      if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
-      const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize }, ctx);
-      const message = r.atHead
-        ? `${model.name} already at the head (end point ${r.endPoint})`
-        : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +
-          (r.failedEvents ? `, ${r.failedEvents} failed (see projections.failed_events2)` : '');
-      return { message, ...r };
-    },
-  }));
+  return models.map((model) => {
+    // The backlog the runner's weight query found, up to the shared end point: run() starts from it
+    // instead of counting again (under the runner lock nothing else moves the projection in between).
+    let counted: { endPoint: string; backlog: ProjectionBacklog } | undefined;
+    return {
+      id: `projection:${model.name}`,
+      title: `prefill ${model.name}`,
+      model,
+      parallelGroup: 'projections',
+      async weight(tx) {
+        const db = onTx(tx);
+        const bound = await endPoint.get(db);
+        counted = { endPoint: bound.position, backlog: await projectionBacklog(db, model, bound.position) };
+        return counted.backlog.events;
+      },
+      async plan(ctx): Promise<StepPlan> {
+        const db = onTx(ctx.tx);
+        const bound = await captureEndPoint(db, 0);
+        const tables = await existingTables(db, model);
+        const { states, backlog, events } = await projectionBacklog(db, model, bound.position);
+        const positions = [...states.values()].map((s) => s.key.position).sort((a, b) => Number(a) - Number(b));
+        return {
+          action: events === 0 ? `nothing to do: ${model.name} is at the head` : `apply ${events} events to ${model.name}`,
+          willChange: events > 0 || tables.length < model.tables.length,
+          details: {
+            eventsToProcess: events,
+            instancesWithEvents: backlog.length,
+            instancesRecorded: states.size,
+            currentPosition: positions.length ? `${positions[0]}${positions.length > 1 ? ` … ${positions[positions.length - 1]}` : ''}` : 'none (never prefilled)',
+            tables: model.tables.map((t) => `${t.name} (${tables.includes(t.name) ? 'exists' : 'will be created'})`).join(', '),
+            endPoint: bound.position,
+          },
+          estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
+          notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
+        };
+      },
+      async preflight(tx) {
+        const write = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
+        const events2 = (await relationExists(tx, 'eventstore.events2')) ? [['eventstore.events2', ['SELECT']] as const] : [];
+        return missingPrivileges(tx, [
+          ...events2,
+          ...model.tables.map((t) => [t.name, write] as const),
+          ['projections.current_states', write],
+          ['projections.failed_events2', write],
+        ]);
+      },
+      async isBehind(tx) {
+        // Unlike a one-time migration, a projection falls behind again when events arrive after it.
+        const db = onTx(tx);
+        const bound = await captureEndPoint(db, 0);
+        return (await projectionBacklog(db, model, bound.position)).events > 0;
+      },
+      async run(ctx) {
+        const bound = await endPoint.get(ctx.database.pool);
+        if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
+        const backlog = counted?.endPoint === bound.position ? counted.backlog : undefined;
+        counted = undefined;
+        const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize, backlog }, ctx);
+        const message = r.atHead
+          ? `${model.name} already at the head (end point ${r.endPoint})`
+          : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +
+            (r.failedEvents ? `, ${r.failedEvents} failed (see projections.failed_events2)` : '');
+        return { message, ...r };
+      },
+    };
+  });
 }
 
 /** The projection steps for a selection (built-ins, a custom module, a name filter). */

@@ -16,6 +16,8 @@ export interface PrefillOptions {
   readonly concurrency: number;
   /** Events read, folded and written per transaction. Default is 20,000. */
   readonly batchSize?: number;
+  /** The backlog up to `endPoint`, when the caller has just read it (under the runner lock). */
+  readonly backlog?: ProjectionBacklog;
 }
 
 /** How the prefill reports and is stopped; a step's RunContext fits. */
@@ -147,7 +149,7 @@ export async function prefillProjection(
 ): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
   await withSession(database, (client) => ensureTables(client, model));
-  const { states, backlog, events: total } = await projectionBacklog(database.pool, model, options.endPoint);
+  const { states, backlog, events: total } = options.backlog ?? await projectionBacklog(database.pool, model, options.endPoint);
   const result = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
