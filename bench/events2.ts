@@ -3,7 +3,7 @@
  * primary key, NOT NULLs, three indexes) against `zsetup migrate`, on two identical copies of one
  * seeded legacy database. Prints both times, the ratio and zsetup's peak RSS.
  *
- *   npx tsc -p . && node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2] [--keep-source NAME]
+ *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2] [--keep-source NAME]
  *
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */

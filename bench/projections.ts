@@ -1,17 +1,18 @@
 /**
- * Benchmark of the projection prefill: zsetup's engine (ordered batches folded in memory, written in
- * bulk, instances in parallel) against a per-event handler written the way the reference system's
+ * Benchmark of the projection prefill: zsetup's projection steps under the runner, as init-projections
+ * runs them (ordered batches folded in memory, written in bulk, projections and instances in parallel) against a per-event handler written the way the reference system's
  * projections work (events read 1,000 at a time, one statement per change, each event inside its own
  * SAVEPOINT, the position upserted once per batch, one projection after another), on two copies of one
  * seeded database. Checks both give identical tables and positions; prints events per second and the ratio.
  *
- *   npx tsc -p . && node dist/bench/projections.js [--events 1000000] [--instances 10] [--concurrency 2]
+ *   npx tsc -p . && node_modules/.bin/node dist/bench/projections.js [--events 1000000] [--instances 10] [--concurrency 2]
  *        [--keep-source] [--source <database>]
  *
  * Data: seedLegacy (legacy eventstore.events), then the events2 and milestones steps via migrate().
  * `--keep-source` keeps that seeded database (its name is printed); `--source` uses such a database
  * again instead of seeding (it is only read, as the template of the two copies).
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
+ * ZSETUP_BENCH_STEPS=1 also prints when each zsetup step started and ended, and the process's CPU time.
  */
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
