@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/connection.js';
 import { migrate } from '../src/migrate.js';
 import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
+import { ensureTables } from '../src/projections/ddl.js';
 import { captureEndPoint } from '../src/projections/events.js';
 import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection } from '../src/projections/prefill.js';
@@ -191,6 +192,22 @@ describe('prefill engine', () => {
     await writer.query('COMMIT');
     await prefill(db, { endPoint: (await captureEndPoint(db.pool)).position, only: orgs });
     expect(await tdb.query('SELECT id FROM projections.orgs1 ORDER BY id')).toEqual([{ id: 'o1' }, { id: 'o2' }, { id: 'o3' }]);
+  });
+
+  it('creates the shared tables once when every projection creates its tables at the same moment', async () => {
+    const { tdb, db } = await fresh([]);
+    for (let round = 0; round < 5; round++) {
+      await tdb.query('DROP SCHEMA IF EXISTS projections CASCADE');
+      const clients = await Promise.all(models.map(() => db.pool.connect()));
+      try {
+        // Without serialization, CREATE SCHEMA / TABLE IF NOT EXISTS of two sessions collide in the catalog (23505).
+        await Promise.all(models.map((m, i) => ensureTables(clients[i], m)));
+      } finally {
+        for (const c of clients) c.release();
+      }
+      const n = await tdb.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'projections'`);
+      expect(n[0].n).toBe(TABLES.length + 2);
+    }
   });
 
   it('runs as steps: recorded in zsetup.steps, a rerun runs again only projections with new events (isBehind); custom projections load from a .js file', async () => {

@@ -87,18 +87,25 @@ export async function ensureTables(client: pg.ClientBase, model: ProjectionModel
 }
 
 /**
- * Runs `CREATE … IF NOT EXISTS` statements in one transaction under a transaction-level advisory lock:
- * projections prefilled side by side share the bookkeeping tables and schema, and two sessions creating
- * the same table at once would collide in the catalog instead of one of them skipping it.
+ * Runs `CREATE … IF NOT EXISTS` statements in one transaction, taken only once this session holds an
+ * advisory lock: projections prefilled side by side share the bookkeeping tables and schema, and two
+ * sessions creating the same one at once collide in the catalog instead of one of them skipping it. The
+ * lock is taken before the transaction begins so that its statements see what the previous holder
+ * committed (a lock taken inside it could leave a stale catalog snapshot).
  */
 async function createSerialized(client: pg.ClientBase, statements: readonly string[]): Promise<void> {
-  await client.query('BEGIN');
+  const key = `hashtext('zsetup'), hashtext('projection tables')`;
+  await client.query(`SELECT pg_advisory_lock(${key})`);
   try {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('zsetup'), hashtext('projection tables'))`);
-    for (const ddl of statements) await client.query(ddl);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
+    await client.query('BEGIN');
+    try {
+      for (const ddl of statements) await client.query(ddl);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  } finally {
+    await client.query(`SELECT pg_advisory_unlock(${key})`).catch(() => {});
   }
 }
