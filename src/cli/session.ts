@@ -30,7 +30,7 @@ export function withCommonOptions(cmd: Command): Command {
 export function withRunOptions(cmd: Command): Command {
   return cmd
     .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
-    .option('--concurrency <n>', 'parallel connections for data-moving steps (default: number of CPUs, at least 2)');
+    .option('--concurrency <n>', 'parallel connections for data-moving steps, and projections prefilled at once (default: number of CPUs, at least 2)');
 }
 
 /** What a command action gets. */
