@@ -84,7 +84,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         };
         const todo: Step<any>[] = [];
         for (const step of batch) {
-          if (halted) finish({ id: step.id, title: step.title, status: 'not-run' });
+          if (halted) finish(notRun(step));
           else if (!due.has(step.id)) finish(skipped(step, states.get(step.id)!));
           else todo.push(step);
         }
@@ -92,7 +92,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         const worker = async () => {
           for (let step = queue.shift(); step; step = queue.shift()) {
             let result: StepResult;
-            if (halted) result = { id: step.id, title: step.title, status: 'not-run' };
+            if (halted) result = notRun(step);
             else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
             else result = await runStep(database, step, states.get(step.id), options, stop.signal, emit);
             if (result.status === 'failed' || result.status === 'interrupted') halted = true;
@@ -158,6 +158,11 @@ function stoppedBefore(step: Step<any>, signal: AbortSignal): StepResult {
 export async function isBehind(database: Database, step: Step<any>): Promise<boolean> {
   if (!step.isBehind) return false;
   return database.db.transaction().setAccessMode('read only').execute((tx) => step.isBehind!(tx));
+}
+
+/** A step after a failed or interrupted one: not started. */
+function notRun(step: Step<any>): StepResult {
+  return { id: step.id, title: step.title, status: 'not-run' };
 }
 
 function skipped(step: Step<any>, state: StepRow): StepResult {

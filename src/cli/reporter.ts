@@ -95,7 +95,7 @@ export class Reporter {
       const symbol = r.status === 'succeeded' ? this.c.green('✔') : r.status === 'skipped' ? this.c.blue('ℹ') : this.c.red('✖');
       this.line(`${symbol} ${r.status === 'succeeded' || r.status === 'skipped' ? text : this.c.red(text)}`);
       if (this.running.size === 0) this.close();
-      else this.spinner.text = [...this.running.values()].join('\n');
+      else this.renderRunning();
       return;
     }
     const mark = r.status === 'succeeded' ? this.c.green('ok') : r.status === 'skipped' ? 'skip' : this.c.red(r.status === 'interrupted' ? 'stopped' : 'FAILED');
@@ -112,6 +112,10 @@ export class Reporter {
   /** Sets a running step's line and shows every running step under one spinner. */
   private showRunning(stepId: string, text: string): void {
     this.running.set(stepId, text);
+    this.renderRunning();
+  }
+
+  private renderRunning(): void {
     const all = [...this.running.values()].join('\n');
     if (this.spinner) this.spinner.text = all;
     else this.spinner = ora({ text: all, stream: this.stream, color: 'cyan' }).start();

@@ -62,7 +62,8 @@ export function foldBatch(model: ProjectionModel, events: readonly ProjectionEve
   return { events, writes: fold.writes(), failures, states };
 }
 
-async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn` between BEGIN and COMMIT on `client`; rolls back and rethrows if it fails. */
+export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
     const result = await fn();

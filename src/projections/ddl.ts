@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { RefusedError } from '../errors.js';
+import { inTransaction } from './batch.js';
 import { CURRENT_STATES_TABLE, FAILED_EVENTS_TABLE } from '../schema.js';
 import type { Queryable } from './events.js';
 import type { ProjectionModel, TableModel } from './model.js';
@@ -97,14 +98,9 @@ async function createSerialized(client: pg.ClientBase, statements: readonly stri
   const key = `hashtext('zsetup'), hashtext('projection tables')`;
   await client.query(`SELECT pg_advisory_lock(${key})`);
   try {
-    await client.query('BEGIN');
-    try {
+    await inTransaction(client, async () => {
       for (const ddl of statements) await client.query(ddl);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
+    });
   } finally {
     await client.query(`SELECT pg_advisory_unlock(${key})`).catch(() => {});
   }

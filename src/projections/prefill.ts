@@ -43,6 +43,9 @@ export interface PrefillResult {
   readonly atHead: boolean;
 }
 
+/** The counters of a PrefillResult, updated while the streams run. */
+type PrefillCounts = { -readonly [K in Exclude<keyof PrefillResult, 'atHead'>]: PrefillResult[K] };
+
 /** Where the projection stands and what it still has to do, read without writing. */
 export interface ProjectionBacklog {
   readonly states: ReadonlyMap<string, CurrentState>;
@@ -150,7 +153,7 @@ export async function prefillProjection(
   const batchSize = options.batchSize ?? 20_000;
   await withSession(database, (client) => ensureTables(client, model));
   const { states, backlog, events: total } = options.backlog ?? await projectionBacklog(database.pool, model, options.endPoint);
-  const result = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
+  const result: PrefillCounts = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
   // A stream per group costs a few round trips of its own: no more streams than batches. Projections
@@ -171,7 +174,7 @@ interface StreamPlan {
   readonly total: number;
   readonly batchSize: number;
   readonly streams: number;
-  readonly result: { projection: string; endPoint: string; instances: number; events: number; failedEvents: number; batches: number; replayedBatches: number };
+  readonly result: PrefillCounts;
 }
 
 async function prefillStreams(database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext, plan: StreamPlan): Promise<PrefillResult> {
