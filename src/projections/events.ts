@@ -22,7 +22,9 @@ export interface StreamKey {
  * appear. Transactions still open may commit events whose position (their start, or the insert time)
  * lies before events already visible, so the bound is the start of the oldest open transaction in this
  * database, or the current time when none is open. Waits up to `waitMs` for open transactions to end
- * so the bound is not held back by a short write.
+ * so the bound is not held back by a short write. Autovacuum workers do not count: they never write
+ * events, and an autovacuum of the freshly moved events2 would otherwise hold the bound back behind the
+ * events the same run's milestones step just wrote.
  */
 export async function captureEndPoint(db: Queryable, waitMs = 2000): Promise<{ position: string; openTransactions: number }> {
   const started = Date.now();
@@ -30,7 +32,8 @@ export async function captureEndPoint(db: Queryable, waitMs = 2000): Promise<{ p
     const r = await db.query<{ bound: string; open: string }>(`
       WITH open AS (
         SELECT xact_start FROM pg_stat_activity
-        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND xact_start IS NOT NULL)
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND xact_start IS NOT NULL
+          AND backend_type <> 'autovacuum worker')
       SELECT EXTRACT(EPOCH FROM LEAST(statement_timestamp(), (SELECT min(xact_start) FROM open)))::numeric::text AS bound,
              (SELECT count(*) FROM open)::text AS open`);
     const { bound, open } = r.rows[0];
