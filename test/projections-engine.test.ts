@@ -6,7 +6,7 @@ import type { Database } from '../src/db/connection.js';
 import { migrate } from '../src/migrate.js';
 import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
 import { ensureTables } from '../src/projections/ddl.js';
-import { captureEndPoint } from '../src/projections/events.js';
+import { captureEndPoint, StreamReader } from '../src/projections/events.js';
 import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection } from '../src/projections/prefill.js';
 import { loadProjectionSteps } from '../steps/03-projections.js';
@@ -137,6 +137,34 @@ describe('prefill engine', () => {
       expect([m.name, r.events, r.instances]).toEqual([m.name, ownEvents, ownEvents ? 1 : 0]);
     }
     expect(await tables(db)).toEqual(reference);
+  });
+
+  it('reads a stream in the database\'s order whatever the batch size: one large transaction, tied keys, positions of any scale', async () => {
+    const orgs = models.find((m) => m.name === 'projections.orgs1')!;
+    const org = (instance: string, id: string, position: string, inTxOrder: number): TestEvent =>
+      ({ instance, aggregateType: 'org', aggregateId: id, type: 'org.changed', payload: { name: id }, position, inTxOrder });
+    const events: TestEvent[] = [];
+    for (let k = 0; k < 30; k++) events.push(org(k % 2 ? 'i1' : 'i2', `o${k}`, `${1_700_000_000 + k}.25`, 0));
+    // One transaction of 40 events at one position: more than twice any small batch, so no window can split it.
+    for (let k = 0; k < 40; k++) events.push(org('i1', `big${k}`, '1700000100.5', 39 - k));
+    // Two events sharing (position, in_tx_order): only the database's collation orders them.
+    events.push(org('i2', 'a-tie', '1700000101.75', 1), org('i2', 'B-tie', '1700000101.75', 1), org('i1', 'x', '1700000101.75', 2));
+    // The same number written with different scales.
+    events.push(org('i1', 'scale1', '1700000102.5', 0), org('i1', 'scale2', '1700000102.50', 1), org('i1', 'scale3', '1700000102.500', 2));
+    for (let k = 0; k < 25; k++) events.push(org('i2', `late${k}`, `${1_700_000_200 + k * 1000}.0`, 0));
+    const { tdb, db } = await fresh(events);
+    const expected = (await tdb.query(`SELECT instance_id || '/' || aggregate_id AS k FROM eventstore.events2
+      ORDER BY "position", in_tx_order, instance_id, aggregate_type, aggregate_id, "sequence"`)).map((r) => r.k);
+    for (const batchSize of [3, 7, 16, 1000]) {
+      const starts = ['i1', 'i2'].map((instanceId) => ({ instanceId, from: null, firstPosition: '1700000000' }));
+      const reader = new StreamReader(db.pool, orgs, starts, '1800000000', batchSize, events.length);
+      const got: string[] = [];
+      for (let batch = await reader.next(); batch; batch = await reader.next()) {
+        expect(batch.length).toBeLessThanOrEqual(2 * batchSize);
+        got.push(...batch.map((e) => `${e.instanceId}/${e.aggregateId}`));
+      }
+      expect([batchSize, got]).toEqual([batchSize, expected]);
+    }
   });
 
   it('after a crash mid-prefill, a rerun gives the same tables and positions as a clean run', async () => {

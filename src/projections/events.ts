@@ -108,17 +108,67 @@ export interface StreamStart {
 /** The order of a stream across instances; for one instance it is the order of that instance's stream. */
 const STREAM_ORDER = `e."position", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e."sequence"`;
 
+/** The narrowest window: one microsecond, the resolution of positions written by PostgreSQL. */
+const MIN_DELTA = 0.000001;
+
+/** A non-negative decimal as text that compares like the number: integer part padded, trailing zeros cut. */
+function positionKey(position: string): string | null {
+  if (position.startsWith('-')) return null;
+  const dot = position.indexOf('.');
+  if (dot < 0) return position.padStart(40, '0');
+  let end = position.length;
+  while (end > dot + 1 && position.charCodeAt(end - 1) === 48) end--;
+  return position.slice(0, dot).padStart(40, '0') + (end > dot + 1 ? position.slice(dot, end) : '');
+}
+
 /**
- * Reads a projection's events of several instances as one stream, ordered by position, in batches of
- * at most `batchSize`. Each instance's events start after its recorded key (compared in SQL, so text
- * order is the database's collation), and the stream continues after the last row returned. Each query
- * covers a window of positions sized to hold about one batch, so it reads only the index entries it
- * returns (the index orders by event type before position, so an unbounded "next N" query would sort
- * the whole remaining stream each time). Correctness does not depend on the window: rows are taken in
- * key order after the last one returned, and a full batch restarts the window at its last position.
+ * Sorts a window's events by (position, in_tx_order) in place. Returns false when that order is not
+ * total (two events share both, so the remaining key columns would decide, in the database's
+ * collation) or a position cannot be keyed; the caller then lets PostgreSQL sort.
+ */
+function sortWindow(events: ProjectionEvent[]): boolean {
+  const keys = new Map<ProjectionEvent, string>();
+  for (const e of events) {
+    const key = positionKey(e.position);
+    if (key === null) return false;
+    keys.set(e, key);
+  }
+  events.sort((a, b) => {
+    const x = keys.get(a)!;
+    const y = keys.get(b)!;
+    return x < y ? -1 : x > y ? 1 : a.inTxOrder - b.inTxOrder;
+  });
+  for (let i = 1; i < events.length; i++) {
+    if (events[i].inTxOrder === events[i - 1].inTxOrder && keys.get(events[i]) === keys.get(events[i - 1])) return false;
+  }
+  return true;
+}
+
+/** How a window is read: every row unsorted (Node sorts), or sorted by PostgreSQL after a key and limited. */
+type WindowRead =
+  | { readonly sorted: false; readonly cap: number }
+  | { readonly sorted: true; readonly limit: number; readonly after: ProjectionEvent | null };
+
+/**
+ * Reads a projection's events of several instances as one stream, ordered by position, in batches.
+ * Each instance's events start after its recorded key (compared in SQL, so text order is the
+ * database's collation). The stream is read in windows of positions sized to hold about one batch,
+ * so a query reads only the index entries it returns (the index orders by event type before
+ * position). A window is read whole and unsorted, then sorted in Node by (position, in_tx_order):
+ * sorting in PostgreSQL cost several times the rest of the read. PostgreSQL still sorts where that
+ * is not enough:
+ * - a window holding more than twice a batch is narrowed (up to three times); one that stays too
+ *   full (one large transaction shares a position) is read sorted, a batch at a time, each read
+ *   continuing after the last event returned;
+ * - a window where two events share (position, in_tx_order) is read sorted, so the remaining key
+ *   columns order as in the database (events of one transaction never do).
+ * A batch holds at most twice `batchSize` events.
  */
 export class StreamReader {
-  private last: ProjectionEvent | null = null;
+  /** The last event returned when a window was left part read; the next read continues after it. */
+  private after: ProjectionEvent | null = null;
+  /** Times the current window was narrowed because it held too many events. */
+  private shrinks = 0;
   private scanFrom: string;
   private delta: number;
   private finished = false;
@@ -138,33 +188,58 @@ export class StreamReader {
       .sort((a, b) => comparePositions(a.start, b.start));
     this.scanFrom = this.starts[0]?.start ?? endPoint;
     const span = Math.max(positionSpan(this.scanFrom, endPoint), 0);
-    this.delta = Math.max(0.001, (span * batchSize) / Math.max(events, 1));
+    this.delta = Math.max(MIN_DELTA, (span * batchSize) / Math.max(events, 1));
   }
 
-  /** The next batch in order (up to `batchSize` events), or null when the end point is reached. */
+  /** The next batch in order (up to twice `batchSize` events), or null when the end point is reached. */
   async next(): Promise<ProjectionEvent[] | null> {
     const batch: ProjectionEvent[] = [];
     while (!this.finished && batch.length < this.batchSize / 2) {
-      const limit = this.batchSize - batch.length;
       const windowEnd = minPosition(addToPosition(this.scanFrom, this.delta), this.endPoint);
-      const events = await this.read(windowEnd, limit);
-      for (const e of events) batch.push(e);
-      if (events.length) this.last = events[events.length - 1];
-      if (events.length === limit) {
-        // The window held more: go on from the last event, with the window the returned rows' density calls for.
-        const covered = positionSpan(this.scanFrom, this.last!.position);
-        this.scanFrom = this.last!.position;
-        this.delta = Math.max(0.001, Math.min(this.delta / 2, (covered * this.batchSize) / limit));
-        break;
+      if (!this.after) {
+        const cap = 2 * this.batchSize - batch.length;
+        const events = await this.read(windowEnd, { sorted: false, cap });
+        if (events.length > cap && this.shrinks < 3 && this.delta > MIN_DELTA) {
+          // More than the batch can take: try a narrower window.
+          this.shrinks++;
+          this.delta = Math.max(MIN_DELTA, this.delta / 8);
+          continue;
+        }
+        if (events.length <= cap && sortWindow(events)) {
+          for (const e of events) batch.push(e);
+          this.windowDone(windowEnd, events.length);
+          continue;
+        }
       }
-      this.scanFrom = windowEnd;
-      if (comparePositions(windowEnd, this.endPoint) >= 0) this.finished = true;
-      this.delta = Math.min(this.delta * Math.min(8, limit / Math.max(events.length, 1)), 1e12);
+      // PostgreSQL sorts: a batch's worth, after the last event returned from this window so far.
+      const limit = this.batchSize - batch.length;
+      const events = await this.read(windowEnd, { sorted: true, limit, after: this.after });
+      for (const e of events) batch.push(e);
+      if (events.length < limit) {
+        this.windowDone(windowEnd, events.length);
+        continue;
+      }
+      // The window holds more: go on after the last event, with a window the returned rows' density calls for.
+      const last = events[events.length - 1];
+      const covered = positionSpan(this.scanFrom, last.position);
+      this.after = last;
+      this.scanFrom = last.position;
+      this.delta = Math.max(MIN_DELTA, Math.min(this.delta / 2, (covered * this.batchSize) / limit));
+      break;
     }
     return batch.length ? batch : null;
   }
 
-  private async read(windowEnd: string, limit: number): Promise<ProjectionEvent[]> {
+  /** Moves past a window read to its end; the next window is sized for about a batch by this one's density. */
+  private windowDone(windowEnd: string, events: number): void {
+    this.after = null;
+    this.shrinks = 0;
+    this.scanFrom = windowEnd;
+    if (comparePositions(windowEnd, this.endPoint) >= 0) this.finished = true;
+    this.delta = Math.max(MIN_DELTA, Math.min(this.delta * Math.min(8, this.batchSize / Math.max(events, 1)), 1e12));
+  }
+
+  private async read(windowEnd: string, how: WindowRead): Promise<ProjectionEvent[]> {
     // Only instances whose stream starts before the window's end can have events in it.
     const active = this.starts.filter((s) => comparePositions(s.start, windowEnd) < 0);
     if (active.length === 0) return [];
@@ -180,9 +255,9 @@ export class StreamReader {
       this.model.eventTypes,
       this.scanFrom,
       windowEnd,
-      limit,
+      how.sorted ? how.limit : how.cap + 1,
     ];
-    const l = this.last;
+    const l = how.sorted ? how.after : null;
     if (l) values.push(l.position, l.inTxOrder, l.instanceId, l.aggregateType, l.aggregateId, l.sequence);
     const r = await this.db.query({
       text: `SELECT e.instance_id, e.aggregate_type, e.aggregate_id, e.event_type, e."sequence", e.revision, e.creator, e.owner,
@@ -194,7 +269,7 @@ export class StreamReader {
                AND e."position" >= $9::numeric AND e."position" < $10::numeric
                AND (s.p IS NULL OR (e."position", e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.p, s.o, s.t, s.a, s.q))${
                  l ? `\n               AND (${STREAM_ORDER}) > ($12::numeric, $13::int, $14::text, $15::text, $16::text, $17::bigint)` : ''}
-             ORDER BY ${STREAM_ORDER} LIMIT $11`,
+             ${how.sorted ? `ORDER BY ${STREAM_ORDER} ` : ''}LIMIT $11`,
       values,
       types: RAW,
       // Rows as arrays: pg then builds no keyed object per row.
