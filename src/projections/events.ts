@@ -111,36 +111,37 @@ const STREAM_ORDER = `e."position", e.in_tx_order, e.instance_id, e.aggregate_ty
 /** The narrowest window: one microsecond, the resolution of positions written by PostgreSQL. */
 const MIN_DELTA = 0.000001;
 
-/** A non-negative decimal as text that compares like the number: integer part padded, trailing zeros cut. */
-function positionKey(position: string): string | null {
-  if (position.startsWith('-')) return null;
-  const dot = position.indexOf('.');
-  if (dot < 0) return position.padStart(40, '0');
-  let end = position.length;
-  while (end > dot + 1 && position.charCodeAt(end - 1) === 48) end--;
-  return position.slice(0, dot).padStart(40, '0') + (end > dot + 1 ? position.slice(dot, end) : '');
+/**
+ * `position` as a number that orders exactly like it: microseconds, when the position is a
+ * non-negative decimal with at most 6 fraction digits and small enough to stay exact (positions
+ * written by PostgreSQL are epoch seconds with microseconds). Null otherwise.
+ */
+function micros(position: string): number | null {
+  const m = POSITION.exec(position);
+  if (!m) return null;
+  const n = Number(m[1]) * 1e6 + (m[2] ? Number(m[2].padEnd(6, '0')) : 0);
+  return Number.isSafeInteger(n) ? n : null;
 }
+
+const POSITION = /^(\d{1,10})(?:\.(\d{1,6}))?$/;
 
 /**
  * Sorts a window's events by (position, in_tx_order) in place. Returns false when that order is not
  * total (two events share both, so the remaining key columns would decide, in the database's
- * collation) or a position cannot be keyed; the caller then lets PostgreSQL sort.
+ * collation) or a position cannot be keyed exactly; the caller then lets PostgreSQL sort.
  */
 function sortWindow(events: ProjectionEvent[]): boolean {
-  const keys = new Map<ProjectionEvent, string>();
-  for (const e of events) {
-    const key = positionKey(e.position);
-    if (key === null) return false;
-    keys.set(e, key);
+  const keyed: { readonly at: number; readonly order: number; readonly event: ProjectionEvent }[] = [];
+  for (const event of events) {
+    const at = micros(event.position);
+    if (at === null) return false;
+    keyed.push({ at, order: event.inTxOrder, event });
   }
-  events.sort((a, b) => {
-    const x = keys.get(a)!;
-    const y = keys.get(b)!;
-    return x < y ? -1 : x > y ? 1 : a.inTxOrder - b.inTxOrder;
-  });
-  for (let i = 1; i < events.length; i++) {
-    if (events[i].inTxOrder === events[i - 1].inTxOrder && keys.get(events[i]) === keys.get(events[i - 1])) return false;
+  keyed.sort((a, b) => a.at - b.at || a.order - b.order);
+  for (let i = 1; i < keyed.length; i++) {
+    if (keyed[i].at === keyed[i - 1].at && keyed[i].order === keyed[i - 1].order) return false;
   }
+  for (let i = 0; i < keyed.length; i++) events[i] = keyed[i].event;
   return true;
 }
 
