@@ -61,7 +61,11 @@ export interface Backlog {
   readonly firstPosition: string | null;
 }
 
-/** Counts, per instance, the projection's events after `from` and before the end point. One round trip. */
+/**
+ * Counts, per instance, the projection's events after `from` and before the end point. One round trip.
+ * Events after the recorded position are counted from the index alone (an index-only scan where the
+ * visibility map allows); only those at the recorded position itself need the rest of the key.
+ */
 export async function countBacklog(
   db: Queryable,
   model: ProjectionModel,
@@ -71,13 +75,16 @@ export async function countBacklog(
 ): Promise<Backlog[]> {
   const keys = instances.map((i) => from.get(i));
   const r = await db.query<{ instance_id: string; n: string; first: string | null }>(
-    `SELECT s.instance_id, c.n::text, c.first::text
+    `SELECT s.instance_id, (later.n + same.n)::text AS n, LEAST(later.first, same.first)::text AS first
      FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[])
           AS s(instance_id, p, o, t, a, q),
      LATERAL (SELECT count(*) AS n, min(e."position") AS first FROM eventstore.events2 e
               WHERE e.instance_id = s.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
-                AND e."position" < $9::numeric
-                AND (s.p IS NULL OR (e."position", e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.p, s.o, s.t, s.a, s.q))) AS c`,
+                AND e."position" < $9::numeric AND (s.p IS NULL OR e."position" > s.p)) AS later,
+     LATERAL (SELECT count(*) AS n, min(e."position") AS first FROM eventstore.events2 e
+              WHERE s.p IS NOT NULL AND e.instance_id = s.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
+                AND e."position" = s.p AND e."position" < $9::numeric
+                AND (e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.o, s.t, s.a, s.q)) AS same`,
     [
       instances,
       keys.map((k) => k?.position ?? null),
