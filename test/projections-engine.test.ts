@@ -167,6 +167,18 @@ describe('prefill engine', () => {
     }
   });
 
+  it('reads an event whose text columns contain the separator of packed rows exactly', async () => {
+    const orgs = models.find((m) => m.name === 'projections.orgs1')!;
+    const { db } = await fresh([
+      { aggregateType: 'org', aggregateId: 'o1', type: 'org.added', payload: { name: 'plain' } },
+      { aggregateType: 'org', aggregateId: 'o2', type: 'org.added', payload: { name: 'odd' }, creator: 'user\x1fwith separator' },
+    ]);
+    const reader = new StreamReader(db.pool, orgs, [{ instanceId: 'inst1', from: null, firstPosition: '1700000000' }], '1800000000', 100, 2);
+    const batch = await reader.next();
+    expect(batch!.map((e) => [e.aggregateId, e.creator, e.payload])).toEqual([['o1', 'creator', { name: 'plain' }], ['o2', 'user\x1fwith separator', { name: 'odd' }]]);
+    expect(await reader.next()).toBeNull();
+  });
+
   it('after a crash mid-prefill, a rerun gives the same tables and positions as a clean run', async () => {
     const { db } = await fresh(EVENTS);
     let batches = 0;
