@@ -26,28 +26,31 @@ export interface BatchStatement {
 }
 
 /**
- * The statements that write a folded batch, a handful per table: every row travels in one JSON array (`json`, which PostgreSQL parses faster than `jsonb`)
- * and `json_populate_recordset` turns it into the table's own row type, so arrays, timestamps and
- * small integers are converted by PostgreSQL exactly as column values. Children are deleted before
- * parents and parents upserted before children (foreign keys).
+ * The rows of statement parameter $1 (a JSON array of objects) as the table's own row type, so arrays,
+ * timestamps and small integers are converted by PostgreSQL exactly as column values. `json`, not
+ * `jsonb`: PostgreSQL parses it faster, and each row is read once.
+ */
+const rowsOf = (t: string) => `json_populate_recordset(NULL::${t}, $1::json)`;
+
+/**
+ * The statements that write a folded batch, a handful per table, every table's rows in one JSON array
+ * (see rowsOf). Children are deleted before parents and parents upserted before children (foreign keys).
  */
 export function bulkStatements(writes: readonly TableWrites[]): BatchStatement[] {
   const out: BatchStatement[] = [];
   const add = (text: string, rows: readonly unknown[]) => out.push({ text, values: [JSON.stringify(rows)] });
   for (const w of [...writes].reverse()) {
     const t = qt(w.table.name);
-    for (const [sig, matches] of w.cascades) {
-      add(`DELETE FROM ${t} AS t USING json_populate_recordset(NULL::${t}, $1::json) AS r WHERE ${eq(sig.split(','), 't', 'r')}`, matches);
-    }
-    if (w.deletes.length) {
-      add(`DELETE FROM ${t} AS t USING json_populate_recordset(NULL::${t}, $1::json) AS r WHERE ${eq(w.table.primaryKey, 't', 'r')}`, w.deletes);
-    }
+    const deleteMatching = (cols: readonly string[], rows: readonly unknown[]) =>
+      add(`DELETE FROM ${t} AS t USING ${rowsOf(t)} AS r WHERE ${eq(cols, 't', 'r')}`, rows);
+    for (const [sig, matches] of w.cascades) deleteMatching(sig.split(','), matches);
+    if (w.deletes.length) deleteMatching(w.table.primaryKey, w.deletes);
   }
   for (const w of writes) {
     const t = qt(w.table.name);
     const cols = w.table.columnNames.map(q).join(', ');
     if (w.upserts.length) {
-      add(`INSERT INTO ${t} (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${t}, $1::json) ${upsertTail(w.table, (c) => `EXCLUDED.${q(c)}`)}`, w.upserts);
+      add(`INSERT INTO ${t} (${cols}) SELECT ${cols} FROM ${rowsOf(t)} ${upsertTail(w.table, (c) => `EXCLUDED.${q(c)}`)}`, w.upserts);
     }
     if (w.patches.length) {
       const setCols = new Set<string>();
