@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/connection.js';
 import { migrate } from '../src/migrate.js';
 import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
+import { foldBatch, writeBatch } from '../src/projections/batch.js';
 import { ensureTables } from '../src/projections/ddl.js';
 import { captureEndPoint, StreamReader } from '../src/projections/events.js';
 import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
@@ -177,6 +178,60 @@ describe('prefill engine', () => {
     const batch = await reader.next();
     expect(batch!.map((e) => [e.aggregateId, e.creator, e.payload])).toEqual([['o1', 'creator', { name: 'plain' }], ['o2', 'user\x1fwith separator', { name: 'odd' }]]);
     expect(await reader.next()).toBeNull();
+  });
+
+  it('writes new rows with COPY exactly as upserts write them: every column type, escapes, arrays, JSON', async () => {
+    const T = 'projections.ztypes';
+    const cols = ['text', 'smallint', 'integer', 'bigint', 'numeric', 'boolean', 'timestamptz', 'jsonb', 'text[]', 'smallint[]'] as const;
+    const model = compileProjection({
+      name: T,
+      tables: [{ name: T, primaryKey: ['id'], columns: [{ name: 'id', type: 'text' }, ...cols.map((type, i) => ({ name: `c${i}`, type, nullable: true }))] }],
+      reducers: { z: { 'z.set': (e, w) => w.upsert(T, { id: e.aggregateId, ...(e.payload as Record<string, never>) }) } },
+    });
+    const tricky = ['tab\there', 'new\nline', 'cr\rlf\r\n', 'back\\slash', '\\N', 'a\\.b', 'quote"s\'', '{braces},', 'NULL', '', ' spaced ', 'ünïcødé ✓ 🎉'];
+    const rows: Record<string, unknown>[] = tricky.map((t, i) => ({
+      c0: t, c1: -i, c2: 2147483647 - i, c3: 9007199254740991 - i, c4: i % 2 ? '12.3400' : 1e-7 * (i + 1), c5: i % 2 === 0,
+      c6: `2024-0${(i % 9) + 1}-1${i % 10}T0${i % 10}:00:00.12345${i % 10}+02:00`,
+      c7: i % 3 === 0 ? { k: t, nested: [t, i, null, { x: t }] } : i % 3 === 1 ? t : [t, true],
+      c8: i % 4 === 0 ? [] : [t, 'x,y', '"q"', '\\', 'NULL', ''], c9: i % 4 === 0 ? [] : [i, -32768, 32767],
+    }));
+    rows.push({}); // every nullable column NULL
+    const events = rows.map((payload, i) => ({
+      instanceId: 'i1', aggregateType: 'z', aggregateId: `id${i}`, eventType: 'z.set', sequence: 1, revision: 1, createdAt: '2024-01-01T00:00:00.000000Z',
+      creator: 'c', owner: 'o', payload, position: `${1000 + i}`, inTxOrder: 1,
+    }));
+    const { db } = await fresh([]);
+    const client = await db.pool.connect();
+    try {
+      await ensureTables(client, model);
+      const sent: string[] = [];
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: unknown }).query = (q: unknown, ...rest: unknown[]) => {
+        sent.push(typeof q === 'string' ? q : String((q as { text?: string }).text));
+        return query(q, ...rest);
+      };
+      const written = async (transfer: { copy: boolean }) => {
+        await client.query(`TRUNCATE ${T}`);
+        const outcome = await writeBatch(client, model, foldBatch(model, events, new Map()), transfer);
+        expect(outcome).toEqual({ failed: 0, replayed: false });
+        return dump(db.pool, T, 'id');
+      };
+      const upserted = await written({ copy: false });
+      expect(sent.some((t) => t.startsWith('COPY'))).toBe(false);
+      const transfer = { copy: true };
+      expect(await written(transfer)).toEqual(upserted);
+      expect(sent.filter((t) => t.startsWith('COPY'))).toHaveLength(1);
+      expect(transfer.copy).toBe(true);
+      expect(upserted).toHaveLength(rows.length);
+      // A COPY that meets a stored key: the batch is written again as upserts, and later batches too.
+      await client.query(`DELETE FROM ${T} WHERE id <> 'id3'`);
+      await client.query(`UPDATE ${T} SET c0 = 'stale'`);
+      expect(await writeBatch(client, model, foldBatch(model, events, new Map()), transfer)).toEqual({ failed: 0, replayed: false });
+      expect(transfer.copy).toBe(false);
+      expect(await dump(db.pool, T, 'id')).toEqual(upserted);
+    } finally {
+      client.release();
+    }
   });
 
   it('after a crash mid-prefill, a rerun gives the same tables and positions as a clean run', async () => {

@@ -4,7 +4,7 @@ import { BatchFold, type TableWrites } from './fold.js';
 import { reduceEvent, type Op, type ProjectionModel } from './model.js';
 import { failuresStatement, OffsetCounter, recordFailures, statesStatement, writeStates, type FailedEvent, type StateUpdate } from './state.js';
 import type { ProjectionEvent } from './types.js';
-import { bulkStatements, runScript, writeOp } from './write.js';
+import { bulkStatements, copyRows, runScript, writeOp } from './write.js';
 
 /** What writing one batch did. */
 export interface BatchOutcome {
@@ -81,22 +81,40 @@ function isDataError(err: unknown): boolean {
 }
 
 /**
+ * How a prefill sends the new rows of its batches: with COPY (see copyRows) until a COPY meets a row
+ * already stored; from then on, for the rest of the prefill, as upserts. Shared by a projection's streams.
+ */
+export interface RowTransfer {
+  copy: boolean;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
  * Writes a folded batch and the new position of every instance it touched in ONE transaction, so a
  * crash leaves each instance's projection either before or after the whole batch. If PostgreSQL
  * rejects a value, the batch is rolled back and replayed event by event inside savepoints, so the
- * failing event is recorded and the rest still applies.
+ * failing event is recorded and the rest still applies. A COPY that meets a stored key is rolled back
+ * and the batch written again as upserts.
  */
-export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, batch: FoldedBatch): Promise<BatchOutcome> {
-  const rows = bulkStatements(batch.writes);
-  if (batch.failures.length) rows.push(failuresStatement(model.name, batch.failures));
+export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, batch: FoldedBatch, transfer: RowTransfer = { copy: false }): Promise<BatchOutcome> {
+  const copy = transfer.copy;
+  const plan = bulkStatements(batch.writes, copy);
+  if (batch.failures.length) plan.after.push(failuresStatement(model.name, batch.failures));
   try {
-    // Rows and failures in one round trip; the positions after them, then COMMIT.
-    await runScript(client, [{ text: 'BEGIN', values: [] }, ...rows]);
-    await runScript(client, [statesStatement(model.name, batch.states), { text: 'COMMIT', values: [] }]);
+    // Deletions (and upserts) in one round trip, a COPY per table with new rows, then the updates,
+    // failures and positions with the COMMIT.
+    await runScript(client, [{ text: 'BEGIN', values: [] }, ...plan.before]);
+    for (const rows of plan.copies) await copyRows(client, rows);
+    await runScript(client, [...plan.after, statesStatement(model.name, batch.states), { text: 'COMMIT', values: [] }]);
     return { failed: batch.failures.length, replayed: false };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (!isDataError(err)) throw err;
+    if (copy && plan.copies.length && isDatabaseError(err) && err.code === UNIQUE_VIOLATION) {
+      transfer.copy = false;
+      return writeBatch(client, model, batch, transfer);
+    }
   }
   // The fold took over the ops' rows; reducers are pure, so reducing again gives the original ops.
   const { reduced, failures } = reduceBatch(model, batch.events);

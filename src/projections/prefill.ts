@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
-import { foldBatch, writeBatch } from './batch.js';
+import { foldBatch, writeBatch, type RowTransfer } from './batch.js';
 import { ensureTables } from './ddl.js';
 import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
@@ -180,6 +180,7 @@ interface StreamPlan {
 async function prefillStreams(database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext, plan: StreamPlan): Promise<PrefillResult> {
   const { states, backlog, total, batchSize, streams, result } = plan;
   const groups = splitInstances(backlog, streams);
+  const transfer: RowTransfer = { copy: true };
   let stopped: unknown;
   const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
     const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
@@ -208,7 +209,7 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
         const folded = foldBatch(model, events, offsets);
         await settle();
         if (stopped !== undefined) break;
-        writing = writeBatch(writer, model, folded).then((outcome) => {
+        writing = writeBatch(writer, model, folded, transfer).then((outcome) => {
           result.events += events.length;
           result.failedEvents += outcome.failed;
           result.batches++;
