@@ -1,7 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type { Database, Tx } from '../src/db/connection.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
-import { existingTables } from '../src/projections/ddl.js';
+import { ensureTables, existingTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection, projectionBacklog, type ProjectionBacklog } from '../src/projections/prefill.js';
@@ -24,6 +24,30 @@ export class SharedEndPoint {
   }
 }
 
+/**
+ * The tables of all projection steps of one run, created together (one catalog query, one DDL
+ * transaction) when the first of them starts: projections prefilled side by side then do not queue
+ * behind each other's DDL before their first read.
+ */
+class SharedTables {
+  private created: Promise<void> | undefined;
+
+  constructor(private readonly models: readonly ProjectionModel[]) {}
+
+  /** Resolves once tried; a failure is left to each step's own ensureTables, which reports it for its projection. */
+  ensure(database: Database): Promise<void> {
+    this.created ??= (async () => {
+      const client = await database.pool.connect();
+      try {
+        await ensureTables(client, ...this.models);
+      } finally {
+        client.release();
+      }
+    })().catch(() => {});
+    return this.created;
+  }
+}
+
 /** A step that prefills one projection. Its id is `projection:<name>`. */
 export interface ProjectionStep extends Step<null> {
   readonly model: ProjectionModel;
@@ -40,6 +64,7 @@ function onTx(tx: Tx): Queryable {
 /** One prefill step per projection, all stopping at one shared end point. */
 export function projectionSteps(models: readonly ProjectionModel[], options: { batchSize?: number; endPoint?: SharedEndPoint } = {}): ProjectionStep[] {
   const endPoint = options.endPoint ?? new SharedEndPoint();
+  const tables = new SharedTables(models);
   return models.map((model) => {
     // The backlog the runner's weight query found, up to the shared end point: run() starts from it
     // instead of counting again (under the runner lock nothing else moves the projection in between).
@@ -93,7 +118,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         return (await projectionBacklog(db, model, bound.position)).events > 0;
       },
       async run(ctx) {
-        const bound = await endPoint.get(ctx.database.pool);
+        const [bound] = await Promise.all([endPoint.get(ctx.database.pool), tables.ensure(ctx.database)]);
         if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
         const backlog = counted?.endPoint === bound.position ? counted.backlog : undefined;
         counted = undefined;

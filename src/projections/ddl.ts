@@ -53,15 +53,16 @@ function relationsOf(t: TableModel): string[] {
 }
 
 /**
- * Creates the bookkeeping tables and the projection's tables if missing. The catalog is read first (one
- * query), so a projection whose tables all exist takes no DDL lock. Each table's DDL runs as one
- * statement string, which PostgreSQL applies atomically. A table that exists but lacks a column the
- * definition writes is refused before anything is written: it was made by another version.
+ * Creates the bookkeeping tables and the projections' tables if missing. The catalog is read first (one
+ * query), so projections whose tables all exist take no DDL lock; all missing tables are created in one
+ * transaction. Each table's DDL runs as one statement string, which PostgreSQL applies atomically. A
+ * table that exists but lacks a column the definition writes is refused before anything is written: it
+ * was made by another version.
  */
-export async function ensureTables(client: pg.ClientBase, model: ProjectionModel): Promise<void> {
+export async function ensureTables(client: pg.ClientBase, ...models: ProjectionModel[]): Promise<void> {
   const units: { ddl: string; relations: string[]; table?: TableModel }[] = [
     ...BOOKKEEPING,
-    ...model.tables.map((t) => ({ ddl: tableDdl(t), relations: relationsOf(t), table: t })),
+    ...models.flatMap((m) => m.tables.map((t) => ({ ddl: tableDdl(t), relations: relationsOf(t), table: t }))),
   ];
   const r = await client.query<{ name: string; present: boolean; columns: string[] }>(
     `SELECT r AS name, to_regclass(r) IS NOT NULL AS present,

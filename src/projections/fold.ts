@@ -32,11 +32,19 @@ export interface TableWrites {
 export class BatchFold {
   private readonly entries = new Map<TableModel, Map<string, Entry>>();
   private readonly cascades = new Map<TableModel, Map<string, Map<string, Values>>>();
+  /**
+   * For each table and set of columns a `deleteWhere` matched on: the keys of the folded full rows by
+   * their values in those columns, so each `deleteWhere` visits only the rows it deletes. Built on the
+   * first `deleteWhere` with those columns, then kept up by every upsert; a key whose row was since
+   * replaced or deleted is checked again before it is removed.
+   */
+  private readonly matchIndexes = new Map<TableModel, Map<string, MatchIndex>>();
 
   constructor(private readonly model: ProjectionModel) {
     for (const t of model.tables) {
       this.entries.set(t, new Map());
       this.cascades.set(t, new Map());
+      this.matchIndexes.set(t, new Map());
     }
   }
 
@@ -47,9 +55,12 @@ export class BatchFold {
   apply(ops: readonly Op[]): void {
     for (const op of ops) {
       switch (op.kind) {
-        case 'upsert':
-          this.entries.get(op.table)!.set(keyString(op.table, op.row), { kind: 'row', row: op.row as Record<string, ColumnValue> });
+        case 'upsert': {
+          const k = keyString(op.table, op.row);
+          this.entries.get(op.table)!.set(k, { kind: 'row', row: op.row as Record<string, ColumnValue> });
+          for (const index of this.matchIndexes.get(op.table)!.values()) index.add(k, op.row);
           break;
+        }
         case 'update':
           this.update(op.table, op.key, op.set);
           break;
@@ -87,10 +98,18 @@ export class BatchFold {
     const sig = cols.join(',');
     let group = this.cascades.get(t)!.get(sig);
     if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
-    group.set(JSON.stringify(cols.map((c) => match[c])), match);
-    for (const e of [...this.entries.get(t)!.values()]) {
-      if (e.kind === 'row' && cols.every((c) => e.row[c] === match[c])) {
-        this.remove(t, Object.fromEntries(t.primaryKey.map((k) => [k, e.row[k]])));
+    const values = matchKey(cols, match);
+    group.set(values, match);
+    const entries = this.entries.get(t)!;
+    let index = this.matchIndexes.get(t)!.get(sig);
+    if (!index) {
+      this.matchIndexes.get(t)!.set(sig, (index = new MatchIndex(cols)));
+      for (const [k, e] of entries) if (e.kind === 'row') index.add(k, e.row);
+    }
+    for (const k of index.take(values)) {
+      const e = entries.get(k);
+      if (e?.kind === 'row' && cols.every((c) => e.row[c] === match[c])) {
+        this.remove(t, Object.fromEntries(t.primaryKey.map((pk) => [pk, e.row[pk]])));
       }
     }
   }
@@ -116,5 +135,29 @@ export class BatchFold {
       const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()]]));
       return { table, cascades, deletes, upserts, patches };
     });
+  }
+}
+
+/** The values of `cols` in a row, as a Map key. */
+const matchKey = (cols: readonly string[], row: Values): string => JSON.stringify(cols.map((c) => row[c]));
+
+/** Keys of folded rows by their values in some columns (see BatchFold.matchIndexes). */
+class MatchIndex {
+  private readonly byValues = new Map<string, string[]>();
+
+  constructor(private readonly cols: readonly string[]) {}
+
+  add(key: string, row: Values): void {
+    const values = matchKey(this.cols, row);
+    const keys = this.byValues.get(values);
+    if (keys) keys.push(key);
+    else this.byValues.set(values, [key]);
+  }
+
+  /** The keys added with these values, forgotten here (the caller deletes their rows). */
+  take(values: string): readonly string[] {
+    const keys = this.byValues.get(values) ?? [];
+    this.byValues.delete(values);
+    return keys;
   }
 }

@@ -56,11 +56,16 @@ export function compileProjection(def: ProjectionDefinition): ProjectionModel {
   }
   const aggregateTypes: string[] = [];
   const eventTypes = new Set<string>();
+  // event type → aggregate type → reducer: Map lookups of the strings read from the database cost less
+  // than property lookups on the definition's objects.
+  const reducers = new Map<string, Map<string, Reducer>>();
   for (const [agg, events] of Object.entries(def.reducers)) {
     aggregateTypes.push(agg);
     for (const [type, fn] of Object.entries(events ?? {})) {
       if (typeof fn !== 'function') problems.push(`${where}: reducer for ${agg}/${type} is not a function`);
       eventTypes.add(type);
+      if (!reducers.has(type)) reducers.set(type, new Map());
+      reducers.get(type)!.set(agg, fn);
     }
   }
   if (eventTypes.size === 0) problems.push(`${where}: no reducers`);
@@ -72,7 +77,7 @@ export function compileProjection(def: ProjectionDefinition): ProjectionModel {
     byName,
     aggregateTypes,
     eventTypes: [...eventTypes],
-    reducer: (agg, type) => def.reducers[agg]?.[type],
+    reducer: (agg, type) => reducers.get(type)?.get(agg),
   };
 }
 
