@@ -98,8 +98,8 @@ export class BatchFold {
     const sig = cols.join(',');
     let group = this.cascades.get(t)!.get(sig);
     if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
+    group.set(JSON.stringify(cols.map((c) => match[c])), match);
     const values = matchKey(cols, match);
-    group.set(values, match);
     const entries = this.entries.get(t)!;
     let index = this.matchIndexes.get(t)!.get(sig);
     if (!index) {
@@ -138,12 +138,12 @@ export class BatchFold {
   }
 }
 
-/** The values of `cols` in a row, as a Map key. */
-const matchKey = (cols: readonly string[], row: Values): string => JSON.stringify(cols.map((c) => row[c]));
+/** The values of `cols` in a row, as a Map key: the value itself for one column (Maps compare keys like ===). */
+const matchKey = (cols: readonly string[], row: Values): unknown => (cols.length === 1 ? row[cols[0]] : JSON.stringify(cols.map((c) => row[c])));
 
 /** Keys of folded rows by their values in some columns (see BatchFold.matchIndexes). */
 class MatchIndex {
-  private readonly byValues = new Map<string, string[]>();
+  private readonly byValues = new Map<unknown, string[]>();
 
   constructor(private readonly cols: readonly string[]) {}
 
@@ -155,7 +155,7 @@ class MatchIndex {
   }
 
   /** The keys added with these values, forgotten here (the caller deletes their rows). */
-  take(values: string): readonly string[] {
+  take(values: unknown): readonly string[] {
     const keys = this.byValues.get(values) ?? [];
     this.byValues.delete(values);
     return keys;
