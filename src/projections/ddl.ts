@@ -99,8 +99,9 @@ async function createSerialized(client: pg.ClientBase, statements: readonly stri
   const key = `hashtext('zsetup'), hashtext('projection tables')`;
   await client.query(`SELECT pg_advisory_lock(${key})`);
   try {
+    // Every statement in one round trip.
     await inTransaction(client, async () => {
-      for (const ddl of statements) await client.query(ddl);
+      await client.query(statements.join('\n'));
     });
   } finally {
     await client.query(`SELECT pg_advisory_unlock(${key})`).catch(() => {});
