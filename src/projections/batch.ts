@@ -76,7 +76,7 @@ export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<
 }
 
 /** A value error in the data (class 22) or a violated constraint (class 23): one event's fault, not the database's. */
-function isDataError(err: unknown): boolean {
+function isDataError(err: unknown): err is Error & { code: string } {
   return isDatabaseError(err) && (err.code.startsWith('22') || err.code.startsWith('23'));
 }
 
@@ -111,7 +111,7 @@ export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, 
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (!isDataError(err)) throw err;
-    if (copy && plan.copies.length && isDatabaseError(err) && err.code === UNIQUE_VIOLATION) {
+    if (copy && plan.copies.length && err.code === UNIQUE_VIOLATION) {
       transfer.copy = false;
       return writeBatch(client, model, batch, transfer);
     }
