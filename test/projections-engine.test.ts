@@ -140,7 +140,7 @@ describe('prefill engine', () => {
     expect(await tables(db)).toEqual(reference);
   });
 
-  it('reads a stream in the database\'s order whatever the batch size: one large transaction, tied keys, positions of any scale', async () => {
+  it('reads a stream in the database\'s order whatever the batch size: one large transaction, tied keys, positions of any scale or precision', async () => {
     const orgs = models.find((m) => m.name === 'projections.orgs1')!;
     const org = (instance: string, id: string, position: string, inTxOrder: number): TestEvent =>
       ({ instance, aggregateType: 'org', aggregateId: id, type: 'org.changed', payload: { name: id }, position, inTxOrder });
@@ -152,6 +152,8 @@ describe('prefill engine', () => {
     events.push(org('i2', 'a-tie', '1700000101.75', 1), org('i2', 'B-tie', '1700000101.75', 1), org('i1', 'x', '1700000101.75', 2));
     // The same number written with different scales.
     events.push(org('i1', 'scale1', '1700000102.5', 0), org('i1', 'scale2', '1700000102.50', 1), org('i1', 'scale3', '1700000102.500', 2));
+    // Two positions one double cannot tell apart, the later one first in in_tx_order.
+    events.push(org('i2', 'fine2', '1700000103.00000002', 0), org('i1', 'fine1', '1700000103.00000001', 1));
     for (let k = 0; k < 25; k++) events.push(org('i2', `late${k}`, `${1_700_000_200 + k * 1000}.0`, 0));
     const { tdb, db } = await fresh(events);
     const expected = (await tdb.query(`SELECT instance_id || '/' || aggregate_id AS k FROM eventstore.events2

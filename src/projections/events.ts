@@ -119,34 +119,26 @@ const STREAM_ORDER = `e."position", e.in_tx_order, e.instance_id, e.aggregate_ty
 const MIN_DELTA = 0.000001;
 
 /**
- * `position` as a number that orders exactly like it: microseconds, when the position is a
- * non-negative decimal with at most 6 fraction digits and small enough to stay exact (positions
- * written by PostgreSQL are epoch seconds with microseconds). Null otherwise.
- */
-function micros(position: string): number | null {
-  const m = POSITION.exec(position);
-  if (!m) return null;
-  const n = Number(m[1]) * 1e6 + (m[2] ? Number(m[2].padEnd(6, '0')) : 0);
-  return Number.isSafeInteger(n) ? n : null;
-}
-
-const POSITION = /^(\d{1,10})(?:\.(\d{1,6}))?$/;
-
-/**
- * Sorts a window's events by (position, in_tx_order) in place. Returns false when that order is not
- * total (two events share both, so the remaining key columns would decide, in the database's
- * collation) or a position cannot be keyed exactly; the caller then lets PostgreSQL sort.
+ * Sorts a window's events by (position, in_tx_order) in place, keyed by `Number(position)`: rounding to
+ * the nearest double never inverts two positions, so the order is exact unless two different positions
+ * round to the same double, which shows as neighbours with equal keys and different text. Returns false
+ * then, for a position that is not a finite number, and when the order is not total (two events share
+ * position and in_tx_order, so the remaining key columns decide, in the database's collation); the
+ * caller then lets PostgreSQL sort.
  */
 function sortWindow(events: ProjectionEvent[]): boolean {
-  const keyed: { readonly at: number; readonly order: number; readonly event: ProjectionEvent }[] = [];
-  for (const event of events) {
-    const at = micros(event.position);
-    if (at === null) return false;
-    keyed.push({ at, order: event.inTxOrder, event });
+  const keyed: { readonly at: number; readonly order: number; readonly event: ProjectionEvent }[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
+    const at = Number(event.position);
+    if (!Number.isFinite(at)) return false;
+    keyed[i] = { at, order: event.inTxOrder, event };
   }
   keyed.sort((a, b) => a.at - b.at || a.order - b.order);
   for (let i = 1; i < keyed.length; i++) {
-    if (keyed[i].at === keyed[i - 1].at && keyed[i].order === keyed[i - 1].order) return false;
+    const a = keyed[i - 1];
+    const b = keyed[i];
+    if (a.at === b.at && (a.order === b.order || a.event.position !== b.event.position)) return false;
   }
   for (let i = 0; i < keyed.length; i++) events[i] = keyed[i].event;
   return true;
