@@ -111,6 +111,23 @@ describe('prefill engine', () => {
     expect(await tables(db)).toEqual(reference);
   });
 
+  it('writes each instance that fits in a batch in one transaction, however the instances interleave in time', async () => {
+    // Eight instances whose events alternate in time, prefilled with batches of 20 (two streams of four
+    // instances): one ordered stream per group would cut every instance across batches.
+    const events = stream(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8'], 40, 11);
+    const users = models.find((m) => m.name === 'projections.users14')!;
+    const { db } = await fresh(events);
+    await prefill(db, { batchSize: 20, only: [users] });
+    const written = await db.pool.query(`SELECT instance_id, count(DISTINCT xmin::text)::int AS transactions, count(*)::int AS n
+      FROM (SELECT instance_id, xmin FROM projections.users14 UNION ALL SELECT instance_id, xmin FROM projections.users14_humans) r
+      GROUP BY instance_id ORDER BY instance_id`);
+    expect(written.rows).toHaveLength(8);
+    expect(written.rows.map((r) => [r.instance_id, r.transactions])).toEqual(written.rows.map((r) => [r.instance_id, 1]));
+    const { db: whole } = await fresh(events);
+    await prefill(whole, { batchSize: 100_000, only: [users] });
+    for (const [t, order] of TABLES.filter(([t]) => t.startsWith('projections.users14'))) expect(await dump(db.pool, t, order)).toEqual(await dump(whole.pool, t, order));
+  });
+
   it('catches up only the events that arrived since, and skips a projection at the head', async () => {
     const half = EVENTS.length / 2;
     const { db, log } = await fresh(EVENTS.slice(0, half));

@@ -7,6 +7,7 @@ import { ensureTables } from './ddl.js';
 import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
 import { OffsetCounter, readStates, type CurrentState } from './state.js';
+import type { ProjectionEvent } from './types.js';
 
 /** Inputs of {@link prefillProjection}. */
 export interface PrefillOptions {
@@ -121,6 +122,26 @@ function splitInstances(backlog: readonly Backlog[], n: number): Backlog[][] {
 }
 
 /**
+ * Splits a stream's instances into chunks of up to `size` events (a batch) that the stream reads one after
+ * another, each as its own ordered stream; an instance is never split (a larger one is a chunk of its
+ * own). Projection rows belong to one instance, so a chunk's batch never changes rows that an earlier
+ * batch wrote, as consecutive batches of one stream across all the group's instances do: a row created
+ * in one batch and changed in the next costs an UPDATE instead of being folded into its insert (at
+ * 2,000,000 events the prefill took ~3.7 s that way, ~2.8 s in chunks).
+ */
+function chunkInstances(group: readonly Backlog[], size: number): Backlog[][] {
+  const chunks: { events: number; members: Backlog[] }[] = [];
+  for (const b of [...group].sort((x, y) => y.events - x.events)) {
+    const open = chunks.find((c) => c.events + b.events <= size);
+    if (open) {
+      open.members.push(b);
+      open.events += b.events;
+    } else chunks.push({ events: b.events, members: [b] });
+  }
+  return chunks.map((c) => c.members);
+}
+
+/**
  * Session settings of the prefill's connections: short statements (JIT costs more than it saves),
  * in-memory sorts of a batch, and commits that do not wait for the WAL flush. The last is safe here: a
  * batch and its positions commit atomically either way, a server crash can only lose the last batches
@@ -139,10 +160,11 @@ async function withSession<T>(database: Database, fn: (client: pg.PoolClient) =>
 
 /**
  * Prefills one projection up to the end point: creates its tables if missing, then reads the events of
- * every instance with events left as ordered streams (the instances split into `concurrency` groups, one
- * stream each). A stream is a pipeline: while one batch is written (in bulk, with the new positions of
- * the instances it touched, in one transaction), the next is read and folded. Memory is bounded by
- * three batches per stream (being read, being folded, being written).
+ * every instance with events left (the instances split into `concurrency` groups, one stream each; a
+ * stream reads its group's instances in chunks, see chunkInstances). A stream is a pipeline: while one
+ * batch is written (in bulk, with the new positions of the instances it touched, in one transaction),
+ * the next is read and folded. Memory is bounded by three batches per stream (being read, being folded,
+ * being written).
  */
 export async function prefillProjection(
   database: Database,
@@ -183,13 +205,23 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
   const transfer: RowTransfer = { copy: true };
   let stopped: unknown;
   const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
-    const starts = group.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
-    const reader = new StreamReader(reading, model, starts, options.endPoint, batchSize, group.reduce((n, b) => n + b.events, 0));
+    const readers = chunkInstances(group, batchSize).map((chunk) => {
+      const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
+      return new StreamReader(reading, model, starts, options.endPoint, batchSize, chunk.reduce((n, b) => n + b.events, 0));
+    });
+    // The next batch of the current chunk, or of the next chunk when that one is done.
+    const next = async (): Promise<ProjectionEvent[] | null> => {
+      for (; readers.length; readers.shift()) {
+        const batch = await readers[0].next();
+        if (batch) return batch;
+      }
+      return null;
+    };
     const offsets = new Map(group.map((b) => {
       const state = states.get(b.instanceId);
       return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
     }));
-    let pending = reader.next();
+    let pending = next();
     let writing: Promise<void> | undefined;
     // Waits for the batch being written; stopping is checked between batches, after a commit.
     const settle = async () => {
@@ -201,16 +233,16 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
     };
     try {
       for (;;) {
-        const events = await pending;
-        if (!events || stopped !== undefined) break;
+        const batch = await pending;
+        if (!batch || stopped !== undefined) break;
         // PostgreSQL reads the next batch and writes the previous one while this one is folded.
-        pending = reader.next();
+        pending = next();
         pending.catch(() => {});
-        const folded = foldBatch(model, events, offsets);
+        const folded = foldBatch(model, batch, offsets);
         await settle();
         if (stopped !== undefined) break;
         writing = writeBatch(writer, model, folded, transfer).then((outcome) => {
-          result.events += events.length;
+          result.events += batch.length;
           result.failedEvents += outcome.failed;
           result.batches++;
           if (outcome.replayed) result.replayedBatches++;
