@@ -31,7 +31,7 @@ export interface TableWrites {
  */
 export class BatchFold {
   private readonly entries = new Map<TableModel, Map<string, Entry>>();
-  private readonly cascades = new Map<TableModel, Map<string, Map<string, Values>>>();
+  private readonly cascades = new Map<TableModel, Map<string, Map<unknown, Values>>>();
   /**
    * For each table and set of columns a `deleteWhere` matched on: the keys of the folded full rows by
    * their values in those columns, so each `deleteWhere` visits only the rows it deletes. Built on the
@@ -98,8 +98,8 @@ export class BatchFold {
     const sig = cols.join(',');
     let group = this.cascades.get(t)!.get(sig);
     if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
-    group.set(JSON.stringify(cols.map((c) => match[c])), match);
     const values = matchKey(cols, match);
+    group.set(values, match);
     const entries = this.entries.get(t)!;
     let index = this.matchIndexes.get(t)!.get(sig);
     if (!index) {
@@ -138,8 +138,17 @@ export class BatchFold {
   }
 }
 
-/** The values of `cols` in a row, as a Map key: the value itself for one column (Maps compare keys like ===). */
-const matchKey = (cols: readonly string[], row: Values): unknown => (cols.length === 1 ? row[cols[0]] : JSON.stringify(cols.map((c) => row[c])));
+/**
+ * The values of `cols` in a row, as a Map key equal for equal values: a one-column value that is not an
+ * object (array, JSON) is its own key (Maps compare keys like ===), anything else its JSON.
+ */
+function matchKey(cols: readonly string[], row: Values): unknown {
+  if (cols.length === 1) {
+    const v = row[cols[0]];
+    if (v === null || typeof v !== 'object') return v;
+  }
+  return JSON.stringify(cols.map((c) => row[c]));
+}
 
 /** Keys of folded rows by their values in some columns (see BatchFold.matchIndexes). */
 class MatchIndex {
