@@ -113,7 +113,7 @@ function compileTable(t: TableDefinition, known: Map<string, TableModel>, proble
   return model;
 }
 
-const COLUMN_TYPES = new Set(['text', 'smallint', 'integer', 'bigint', 'numeric', 'boolean', 'timestamptz', 'jsonb', 'text[]', 'smallint[]']);
+const COLUMN_TYPES = new Set(['text', 'smallint', 'integer', 'bigint', 'numeric', 'boolean', 'timestamptz', 'jsonb', 'text[]', 'smallint[]', 'bytea']);
 
 const SMALLINT: readonly [number, number] = [-32768, 32767];
 const RANGES: Record<string, readonly [number, number]> = {
@@ -123,6 +123,7 @@ const RANGES: Record<string, readonly [number, number]> = {
 };
 
 const NUMERIC = /^-?\d+(\.\d+)?$/;
+const BYTEA_HEX = /^\\x(?:[0-9a-fA-F]{2})*$/;
 
 /** Whether a non-null value can be stored in a column of this type. */
 function fits(type: ColumnDefinition['type'], value: NonNullable<ColumnValue>): boolean {
@@ -147,6 +148,8 @@ function fits(type: ColumnDefinition['type'], value: NonNullable<ColumnValue>): 
       return Array.isArray(value) && value.every((v) => typeof v === 'string');
     case 'smallint[]':
       return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v >= SMALLINT[0] && v <= SMALLINT[1]);
+    case 'bytea':
+      return typeof value === 'string' && BYTEA_HEX.test(value);
   }
 }
 

@@ -54,3 +54,78 @@ const TIMESTAMP = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3
 export function isTimestamp(v: string): boolean {
   return TIMESTAMP.test(v);
 }
+
+export function optStringArray(p: Readonly<Record<string, unknown>>, key: string): string[] | undefined {
+  const v = p[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw wrong(key, 'an array of strings', v);
+  return v;
+}
+
+export function optIntArray(p: Readonly<Record<string, unknown>>, key: string): number[] | undefined {
+  const v = p[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isSafeInteger(x))) throw wrong(key, 'an array of integers', v);
+  return v;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * The bytes of a base64 string, the way Go's encoding/json decodes a `[]byte` field: standard alphabet
+ * with padding, line breaks ignored; anything else is an error.
+ */
+export function base64Bytes(key: string, v: unknown): Buffer {
+  if (typeof v !== 'string') throw wrong(key, 'a base64 string', v);
+  const s = v.replace(/[\r\n]/g, '');
+  if (!BASE64.test(s)) throw wrong(key, 'standard base64 with padding', v);
+  return Buffer.from(s, 'base64');
+}
+
+/** A `[]byte` key (base64 in JSON) as a bytea value in hex form (`\x…`). */
+export function optBytes(p: Readonly<Record<string, unknown>>, key: string): string | undefined {
+  const v = p[key];
+  if (v === undefined || v === null) return undefined;
+  return `\\x${base64Bytes(key, v).toString('hex')}`;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A secret column's text: the legacy encrypted secret object (key `secretKey`) wins when present, as
+ * its `Crypted` bytes read as text, else the string at `hashKey`, else ''. The reference converts the
+ * bytes with Go's `string(bytes)` and sends them as text, so bytes that are not UTF-8 are rejected by
+ * PostgreSQL; they are rejected here too (the event is recorded as failed).
+ */
+export function secretOrEncodedHash(p: Readonly<Record<string, unknown>>, secretKey: string, hashKey: string): string {
+  const secret = p[secretKey];
+  if (secret === undefined || secret === null) return optString(p, hashKey) ?? '';
+  if (typeof secret !== 'object' || Array.isArray(secret)) throw wrong(secretKey, 'an object', secret);
+  const crypted = cryptedField(secret as Record<string, unknown>);
+  if (crypted === undefined || crypted === null) return '';
+  try {
+    return UTF8.decode(base64Bytes(`${secretKey}.Crypted`, crypted));
+  } catch (err) {
+    if (err instanceof TypeError && err.message.startsWith('payload key')) throw err;
+    throw new TypeError(`payload key "${secretKey}.Crypted" is not UTF-8 text`);
+  }
+}
+
+/**
+ * Whether a password is set: the legacy secret object with non-empty `Crypted` bytes, else a non-empty
+ * string at `hashKey` (the reference compares the secret text with '' and never stores it).
+ */
+export function hasSecretOrEncodedHash(p: Readonly<Record<string, unknown>>, secretKey: string, hashKey: string): boolean {
+  const secret = p[secretKey];
+  if (secret === undefined || secret === null) return (optString(p, hashKey) ?? '') !== '';
+  if (typeof secret !== 'object' || Array.isArray(secret)) throw wrong(secretKey, 'an object', secret);
+  const crypted = cryptedField(secret as Record<string, unknown>);
+  return crypted !== undefined && crypted !== null && base64Bytes(`${secretKey}.Crypted`, crypted).length > 0;
+}
+
+/** Go matches JSON keys to struct fields case-insensitively, preferring the exact name. */
+function cryptedField(o: Record<string, unknown>): unknown {
+  if ('Crypted' in o) return o.Crypted;
+  const k = Object.keys(o).find((x) => x.toLowerCase() === 'crypted');
+  return k === undefined ? undefined : o[k];
+}

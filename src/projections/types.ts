@@ -14,9 +14,13 @@ export type ColumnType =
   | 'timestamptz'
   | 'jsonb'
   | 'text[]'
-  | 'smallint[]';
+  | 'smallint[]'
+  | 'bytea';
 
-/** A value a reducer may write into a column. Timestamps are ISO-8601 strings. */
+/**
+ * A value a reducer may write into a column. Timestamps are ISO-8601 strings; `bytea` values are strings
+ * in PostgreSQL's hex form, `\x` followed by two hex digits per byte (`'\x'` is the empty value).
+ */
 export type ColumnValue = string | number | boolean | null | readonly string[] | readonly number[] | { readonly [k: string]: unknown };
 
 /** One column of a projection table. */

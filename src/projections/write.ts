@@ -113,6 +113,9 @@ function copyField(type: ColumnType, v: ColumnValue | undefined): string {
     case 'text[]':
     case 'smallint[]':
       return copyEscape(arrayLiteral(v as readonly (string | number)[]));
+    case 'bytea':
+      // The hex form `\x0a…` as text: COPY unescapes the doubled backslash, then bytea's input parses the hex.
+      return copyEscape(v as string);
     default:
       return copyEscape(String(v));
   }

@@ -6,6 +6,21 @@ export const ts = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnD
 export const small = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'smallint', ...extra });
 export const big = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'bigint', ...extra });
 export const bool = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'boolean', ...extra });
+export const textArray = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'text[]', ...extra });
+export const smallArray = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'smallint[]', ...extra });
+export const bytes = (name: string, extra: Partial<ColumnDefinition> = {}): ColumnDefinition => ({ name, type: 'bytea', ...extra });
+
+/** NULL for an absent or empty string (the reference's `sql.NullString{Valid: s != ""}`). */
+export const emptyToNull = (v: string | undefined): string | null => (v ? v : null);
+
+/** NULL for an absent or empty array: the reference's array types send an empty array as NULL. */
+export const arrayOrNull = <T>(v: readonly T[] | undefined): readonly T[] | null => (v && v.length ? v : null);
+
+/** The parent's foreign key as the reference names it: `fk_<suffix>_ref_<parent table>`, on the child's key. */
+export function childOf(parent: string, suffix: string, idColumn: string) {
+  const table = parent.split('.')[1];
+  return { table: parent, columns: { instance_id: 'instance_id', [idColumn]: 'id' }, constraint: `fk_${suffix}_ref_${table}` };
+}
 
 /** Columns set when a row is created: both dates are the event's time, sequence its aggregate sequence. */
 export const created = (e: ProjectionEvent) => ({ creation_date: e.createdAt, change_date: e.createdAt, sequence: e.sequence });

@@ -4,10 +4,11 @@ import { big, changed, created, text, ts } from './common.js';
 
 const T = 'projections.instances';
 
+// The row is the event's instance (its instance_id); only instance.removed matches the aggregate id.
 const set = (fields: (p: Readonly<Record<string, unknown>>) => Row) => (e: ProjectionEvent, w: ProjectionWriter) =>
-  w.update(T, { id: e.aggregateId }, { ...fields(payloadOf(e)), ...changed(e) });
+  w.update(T, { id: e.instanceId }, { ...fields(payloadOf(e)), ...changed(e) });
 
-/** `projections.instances`: one row per instance (spec zitadel-events.md §4.1). */
+/** `projections.instances`: one row per instance (spec zitadel-handoff.md §3.1, §3.3). */
 export const instances: ProjectionDefinition = {
   name: T,
   tables: [
@@ -24,7 +25,7 @@ export const instances: ProjectionDefinition = {
   ],
   reducers: {
     instance: {
-      'instance.added': (e, w) => w.upsert(T, { id: e.aggregateId, name: optString(payloadOf(e), 'name') ?? '', ...created(e) }),
+      'instance.added': (e, w) => w.upsert(T, { id: e.instanceId, name: optString(payloadOf(e), 'name') ?? '', ...created(e) }),
       'instance.changed': set((p) => ({ name: optString(p, 'name') ?? '' })),
       'instance.default.org.set': set((p) => ({ default_org_id: optString(p, 'orgId') ?? '' })),
       'instance.iam.project.set': set((p) => ({ iam_project_id: optString(p, 'iamProjectId') ?? '' })),

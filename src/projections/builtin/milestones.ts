@@ -1,7 +1,7 @@
 import { MILESTONE_TYPES } from '../../schema.js';
 import { optTime, payloadOf } from '../payload.js';
 import type { ProjectionDefinition, ProjectionEvent } from '../types.js';
-import { instanceRemoved, small, text, ts } from './common.js';
+import { small, text, ts } from './common.js';
 
 const T = 'projections.milestones3';
 const INSTANCE_DELETED = 6;
@@ -15,7 +15,10 @@ function milestoneType(e: ProjectionEvent): number {
   return n;
 }
 
-/** `projections.milestones3`, fed by the v2 milestone events (spec zitadel-events.md §5, zitadel-eventstore.md §6.4). */
+/**
+ * `projections.milestones3`, fed by the v2 milestone events only (spec zitadel-handoff.md §3.7): no
+ * `instance.removed` reducer; a removed instance's rows go with its `InstanceDeleted` push.
+ */
 export const milestones: ProjectionDefinition = {
   name: T,
   tables: [
@@ -36,6 +39,5 @@ export const milestones: ProjectionDefinition = {
         else w.update(T, { instance_id: e.instanceId, type }, { last_pushed_date: pushed });
       },
     },
-    instance: { 'instance.removed': instanceRemoved(T) },
   },
 };

@@ -5,7 +5,7 @@ import { ACTIVE, big, changed, created, INACTIVE, instanceRemoved, small, text, 
 const T = 'projections.orgs1';
 const key = (e: { instanceId: string; aggregateId: string }) => ({ instance_id: e.instanceId, id: e.aggregateId });
 
-/** `projections.orgs1` (spec zitadel-events.md §4.2). A removed org is deleted, not marked. */
+/** `projections.orgs1` (spec zitadel-handoff.md §3.1, §3.4). A removed org is deleted, not marked. */
 export const orgs: ProjectionDefinition = {
   name: T,
   tables: [
@@ -16,7 +16,7 @@ export const orgs: ProjectionDefinition = {
         small('org_state'), big('sequence'), text('name'), text('primary_domain', { default: '' }),
       ],
       primaryKey: ['instance_id', 'id'],
-      indexes: { orgs1_primary_domain_idx: ['primary_domain'], orgs1_name_idx: ['name'] },
+      indexes: { orgs1_domain_idx: ['primary_domain'], orgs1_name_idx: ['name'] },
     },
   ],
   reducers: {
