@@ -35,3 +35,8 @@ export function formatProgress(p: Progress): string {
   const eta = p.etaSeconds !== null && p.done !== p.total ? `, ETA ${formatDuration(p.etaSeconds * 1000)}` : '';
   return `${p.phase}: ${formatCount(p.done)}${total} ${p.unit}${pct}${rate}${eta}`;
 }
+
+/** `event` or `events` for a count: 1 event, 2 events, 0 events. */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return n === 1 ? word : many;
+}

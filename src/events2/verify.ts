@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Database } from '../db/connection.js';
 import { blocksOf, eventTables } from './catalog.js';
-import { blockRange, DIGESTS_TABLE, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { blockRange, DIGESTS_TABLE, EVENTS2_COLUMN_LIST, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE, quoteIdent, rowHash } from './sql.js';
 
 /** Count and order-independent hash of one instance's events on one side. */
 export interface InstanceDigest {
@@ -112,4 +112,116 @@ export function describeMismatches(mismatches: readonly InstanceMismatch[], limi
     `instance '${m.instanceId}': ${m.oldEvents} event(s) in events_old, ${m.events2Events} in events2${m.oldEvents === m.events2Events ? ', contents differ' : ''}`);
   if (mismatches.length > limit) lines.push(`… and ${mismatches.length - limit} more instance(s)`);
   return lines.join('; ');
+}
+
+/** A moved event that is not in events2 as it was moved: its key, and what is wrong with it. */
+export interface MovedEventKey {
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly sequence: number;
+  /** `missing`: no events2 row has its key; `differs`: the row with its key has other contents. */
+  readonly problem: 'missing' | 'differs';
+}
+
+/** One instance whose moved events are not all in events2 unchanged. */
+export interface MovedMismatch {
+  readonly instanceId: string;
+  /** Events of the instance in events_old. */
+  readonly movedEvents: number;
+  readonly missing: number;
+  readonly differing: number;
+  /** Up to {@link EXAMPLES_PER_INSTANCE} of the events concerned. */
+  readonly examples: readonly MovedEventKey[];
+}
+
+/** Events in events2 that were not moved from events_old: written after the move. */
+export interface AppendedEvents {
+  readonly events: number;
+  readonly instances: number;
+  /** Per instance with appended events, most first. */
+  readonly byInstance: readonly { readonly instanceId: string; readonly events: number }[];
+}
+
+/** Result of comparing the moved events of events_old with their counterparts in events2. */
+export type MovedVerifyResult =
+  | { readonly status: 'nothing-to-verify'; readonly reason: string }
+  | {
+      readonly status: 'equal' | 'mismatch';
+      /** Instances in events_old. */
+      readonly instances: number;
+      /** Events in events_old, each compared with the events2 row of its key. */
+      readonly events: number;
+      /** Information, not part of the comparison. */
+      readonly appended: AppendedEvents;
+      readonly mismatches: readonly MovedMismatch[];
+      readonly durationMs: number;
+    };
+
+/** Examples of missing or changed events listed per instance. */
+export const EXAMPLES_PER_INSTANCE = 3;
+
+/**
+ * Per instance of events_old: its events, how many of them have no events2 row with their key, how
+ * many have one with other contents (compared column by column in events2's types), and a few of them.
+ */
+function movedSql(): string {
+  const columns = (alias: string) => `ROW(${EVENTS2_COLUMN_LIST.map(({ name, type }) => `${alias}.${quoteIdent(name)}::${type}`).join(', ')})`;
+  return `
+    WITH pairs AS (
+      SELECT o.instance_id, o.aggregate_type, o.aggregate_id, o."sequence",
+             e.instance_id IS NULL AS missing,
+             e.instance_id IS NOT NULL AND ${columns('o')} IS DISTINCT FROM ${columns('e')} AS differs
+      FROM (SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE}) o
+      LEFT JOIN ${EVENTS2_TABLE} e
+        ON e.instance_id = o.instance_id AND e.aggregate_type = o.aggregate_type
+       AND e.aggregate_id = o.aggregate_id AND e."sequence" = o."sequence")
+    SELECT instance_id, count(*)::bigint AS events,
+           count(*) FILTER (WHERE missing)::bigint AS missing,
+           count(*) FILTER (WHERE differs)::bigint AS differing,
+           (array_agg(json_build_object('aggregateType', aggregate_type, 'aggregateId', aggregate_id, 'sequence', "sequence",
+                                        'problem', CASE WHEN missing THEN 'missing' ELSE 'differs' END)
+                      ORDER BY aggregate_type, aggregate_id, "sequence")
+              FILTER (WHERE missing OR differs))[1:${EXAMPLES_PER_INSTANCE}] AS examples
+    FROM pairs GROUP BY instance_id`;
+}
+
+/**
+ * `zsetup verify`: compares every event of events_old (mapped) with the events2 row of its key
+ * (instance, aggregate type, aggregate id, sequence). Events in events2 without a counterpart were
+ * appended after the move (milestones-v2, the application) and are counted, not compared. Read-only.
+ */
+export async function verifyMovedEvents(database: Database): Promise<MovedVerifyResult> {
+  const t = await eventTables(database.db);
+  if (!t.old || !t.events2) {
+    const missing = [!t.old && 'eventstore.events_old', !t.events2 && 'eventstore.events2'].filter(Boolean).join(' and ');
+    return { status: 'nothing-to-verify', reason: `${missing} ${missing.includes(' and ') ? 'do' : 'does'} not exist` };
+  }
+  const started = Date.now();
+  const [moved, events2] = await Promise.all([
+    readOnly(database, movedSql()),
+    readOnly(database, `SELECT instance_id, count(*)::bigint AS events FROM ${EVENTS2_TABLE} GROUP BY instance_id`),
+  ]);
+  const found = new Map<string, number>();
+  const mismatches: MovedMismatch[] = [];
+  let events = 0;
+  for (const r of moved) {
+    const m = { instanceId: r.instance_id as string, movedEvents: Number(r.events), missing: Number(r.missing), differing: Number(r.differing) };
+    events += m.movedEvents;
+    found.set(m.instanceId, m.movedEvents - m.missing);
+    if (m.missing > 0 || m.differing > 0) mismatches.push({ ...m, examples: r.examples ?? [] });
+  }
+  mismatches.sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
+  const byInstance = events2
+    .map((r) => ({ instanceId: r.instance_id as string, events: Number(r.events) - (found.get(r.instance_id) ?? 0) }))
+    .filter((a) => a.events > 0)
+    .sort((a, b) => b.events - a.events || (a.instanceId < b.instanceId ? -1 : 1));
+  const appended = { events: byInstance.reduce((n, a) => n + a.events, 0), instances: byInstance.length, byInstance };
+  return { status: mismatches.length ? 'mismatch' : 'equal', instances: moved.length, events, appended, mismatches, durationMs: Date.now() - started };
+}
+
+async function readOnly(database: Database, query: string): Promise<any[]> {
+  return database.db.transaction().setAccessMode('read only').execute(async (tx) => {
+    await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    return (await sql.raw<any>(query).execute(tx)).rows;
+  });
 }
