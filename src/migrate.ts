@@ -1,9 +1,11 @@
-import type { Database } from './db/connection.js';
+import type { Database, Tx } from './db/connection.js';
 import { withAdvisoryLock } from './db/lock.js';
 import { sql } from 'kysely';
 import { ConfigError, describeError, InterruptedError, RefusedError } from './errors.js';
 import { ProgressMeter } from './progress.js';
+import { queryableOf } from './db/queryable.js';
 import type { OnEvent, RunContext, Step, StepOptions, StepResult } from './step.js';
+import { recordMigrations } from './zitadel/migrations.js';
 import {
   ensureStepsTable,
   markFinished,
@@ -85,7 +87,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
         const todo: Step<any>[] = [];
         for (const step of batch) {
           if (halted) finish(notRun(step));
-          else if (!due.has(step.id)) finish(skipped(step, states.get(step.id)!));
+          else if (!due.has(step.id)) finish(await reconciled(database, step, states.get(step.id)!, emit));
           else todo.push(step);
         }
         const queue = batch.length > 1 ? await heaviestFirst(database, todo) : todo;
@@ -165,6 +167,26 @@ function notRun(step: Step<any>): StepResult {
   return { id: step.id, title: step.title, status: 'not-run' };
 }
 
+/**
+ * Records the ZITADEL steps a succeeded step covers, in `tx` (see Step.zitadelSteps); logs what it
+ * recorded.
+ */
+async function recordZitadelSteps(tx: Tx, step: Step<any>, emit: OnEvent): Promise<void> {
+  if (!step.zitadelSteps) return;
+  const db = queryableOf(tx);
+  const names = await recordMigrations(db, await step.zitadelSteps(db));
+  if (names.length) emit({ type: 'log', level: 'info', stepId: step.id, message: `recorded ZITADEL setup step(s) ${names.join(', ')} as done` });
+}
+
+/**
+ * A succeeded step that is not due: skipped, after recording any ZITADEL step it covers that is not
+ * recorded yet (a crash between its success and the record, or a database an older zsetup migrated).
+ */
+async function reconciled(database: Database, step: Step<any>, state: StepRow, emit: OnEvent): Promise<StepResult> {
+  if (step.zitadelSteps) await database.db.transaction().execute((tx) => recordZitadelSteps(tx, step, emit));
+  return skipped(step, state);
+}
+
 function skipped(step: Step<any>, state: StepRow): StepResult {
   return { id: step.id, title: step.title, status: 'skipped', attempt: state.attempts, summary: state.summary as StepResult['summary'] };
 }
@@ -224,7 +246,10 @@ async function runStep(
   try {
     const summary = await step.run(ctx);
     const durationMs = Date.now() - started;
-    await markFinished(db, step.id, 'succeeded', { durationMs, summary, progress: meter.current() });
+    await db.transaction().execute(async (tx) => {
+      await recordZitadelSteps(tx, step, emit);
+      await markFinished(tx, step.id, 'succeeded', { durationMs, summary, progress: meter.current() });
+    });
     return { id: step.id, title: step.title, status: 'succeeded', attempt: row.attempts, durationMs, summary };
   } catch (err) {
     const durationMs = Date.now() - started;

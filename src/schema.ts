@@ -89,7 +89,11 @@ CREATE TABLE projections.milestones (
   PRIMARY KEY (instance_id, type)
 );`;
 
-/** `projections.current_states` (steps 15, 17 and 82 of the reference system). */
+/**
+ * `projections.current_states` as ZITADEL's steps 15 and 17 leave it (spec zitadel-handoff.md §4.1).
+ * Not `in_tx_order`: that column belongs to step 82, which also adds the triggers that keep it true
+ * when older handlers update a row without it; zsetup writes it only where step 82 added it.
+ */
 export const CURRENT_STATES_TABLE = `
 CREATE SCHEMA IF NOT EXISTS projections;
 CREATE TABLE IF NOT EXISTS projections.current_states (
@@ -102,7 +106,6 @@ CREATE TABLE IF NOT EXISTS projections.current_states (
   event_date       TIMESTAMPTZ,
   "position"       DECIMAL,
   filter_offset    INTEGER,
-  in_tx_order      INTEGER,
   PRIMARY KEY (projection_name, instance_id)
 );
 CREATE INDEX IF NOT EXISTS cs_instance_id_idx ON projections.current_states (instance_id);`;

@@ -1,5 +1,7 @@
 import type { Database, Db, Tx } from './db/connection.js';
 import type { ErrorReport } from './errors.js';
+import type { Queryable } from './projections/events.js';
+import type { MigrationRecord } from './zitadel/migrations.js';
 import type { Progress, StepRow } from './steps-table.js';
 
 /** Options every step may read. */
@@ -99,6 +101,13 @@ export interface Step<C = unknown> {
    * Read-only. The runner starts the heaviest steps of a parallel group first, so they end together.
    */
   weight?(tx: Tx): Promise<number>;
+  /**
+   * The ZITADEL setup steps whose whole effect this step's success leaves in the database, so that
+   * ZITADEL's own setup skips them. The runner records them (`system.migration.*` events) in the
+   * transaction that marks this step succeeded, and again, idempotently, whenever it finds the step
+   * succeeded but one of them unrecorded. Read-only; may depend on what the database holds.
+   */
+  zitadelSteps?(db: Queryable): Promise<readonly MigrationRecord[]>;
 }
 
 /** Outcome of one step in a migrate run. */

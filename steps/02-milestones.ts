@@ -4,6 +4,7 @@ import { planMilestones } from '../src/milestones/plan.js';
 import { findRejectedRows, inspectSource, referenceStepsDone, rejectedRowsError } from '../src/milestones/source.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step } from '../src/step.js';
+import { RECORDED_BY } from '../src/zitadel/setup-steps.js';
 
 /**
  * Builds the milestone conversion step: every reached row of the old `projections.milestones` becomes a
@@ -45,6 +46,8 @@ export function createMilestonesStep(options: ConvertOptions = {}): Step<Convers
         referenceStepsDone: referenceDone,
       };
     },
+    // ZITADEL's step 36 converts the same rows into the same events, skipping converted instances.
+    zitadelSteps: async () => [{ name: RECORDED_BY.milestones }],
   };
 }
 

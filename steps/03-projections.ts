@@ -1,7 +1,8 @@
-import { CompiledQuery } from 'kysely';
-import type { Database, Tx } from '../src/db/connection.js';
+import type { Database } from '../src/db/connection.js';
+import { queryableOf } from '../src/db/queryable.js';
+import { bookkeepingComplete } from '../src/projections/bookkeeping.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
-import { ensureTables, existingTables } from '../src/projections/ddl.js';
+import { ensureTables, existingTables, type EnsuredTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
 import { prefillProjection, projectionBacklog, type ProjectionBacklog } from '../src/projections/prefill.js';
@@ -27,23 +28,22 @@ export class SharedEndPoint {
 /**
  * The tables of all projection steps of one run, created together (one catalog query, one DDL
  * transaction) when the first of them starts: projections prefilled side by side then do not queue
- * behind each other's DDL before their first read.
+ * behind each other's DDL before their first read. A failure fails every step that waits on it.
  */
 class SharedTables {
-  private created: Promise<void> | undefined;
+  private created: Promise<EnsuredTables> | undefined;
 
   constructor(private readonly models: readonly ProjectionModel[]) {}
 
-  /** Resolves once tried; a failure is left to each step's own ensureTables, which reports it for its projection. */
-  ensure(database: Database): Promise<void> {
+  ensure(database: Database): Promise<EnsuredTables> {
     this.created ??= (async () => {
       const client = await database.pool.connect();
       try {
-        await ensureTables(client, ...this.models);
+        return await ensureTables(client, ...this.models);
       } finally {
         client.release();
       }
-    })().catch(() => {});
+    })();
     return this.created;
   }
 }
@@ -53,13 +53,7 @@ export interface ProjectionStep extends Step<null> {
   readonly model: ProjectionModel;
 }
 
-export function isProjectionStep(step: Step<any>): step is ProjectionStep {
-  return step.id.startsWith('projection:') && 'model' in step;
-}
-
-function onTx(tx: Tx): Queryable {
-  return { query: async (text, values) => tx.executeQuery(CompiledQuery.raw(String(text), values ?? [])) as Promise<{ rows: any[] }> };
-}
+const onTx = queryableOf;
 
 /** One prefill step per projection, all stopping at one shared end point. */
 export function projectionSteps(models: readonly ProjectionModel[], options: { batchSize?: number; endPoint?: SharedEndPoint } = {}): ProjectionStep[] {
@@ -112,15 +106,20 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         ]);
       },
       async isBehind(tx) {
-        // Unlike a one-time migration, a projection falls behind again when events arrive after it.
+        // Unlike a one-time migration, a projection falls behind again when events arrive after it, and
+        // its run is also what completes and records ZITADEL's bookkeeping steps 15 and 17.
         const db = onTx(tx);
+        if (!(await bookkeepingComplete(db))) return true;
+        // A table dropped or never made (an older zsetup's partial projection): the run rebuilds it.
+        if ((await existingTables(db, model)).length < model.tables.length) return true;
         const bound = await captureEndPoint(db, 0);
         return (await projectionBacklog(db, model, bound.position)).events > 0;
       },
       async run(ctx) {
-        const [bound] = await Promise.all([endPoint.get(ctx.database.pool), tables.ensure(ctx.database)]);
+        const [bound, ensured] = await Promise.all([endPoint.get(ctx.database.pool), tables.ensure(ctx.database)]);
+        if (ensured.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
         if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
-        const backlog = counted?.endPoint === bound.position ? counted.backlog : undefined;
+        const backlog = counted?.endPoint === bound.position && !ensured.rebuilt.includes(model.name) ? counted.backlog : undefined;
         counted = undefined;
         const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize, backlog }, ctx);
         const message = r.atHead
@@ -129,6 +128,9 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
             (r.failedEvents ? `, ${r.failedEvents} failed (see projections.failed_events2)` : '');
         return { message, ...r };
       },
+      // The projection is whole (every table, each instance's position): ZITADEL's --init-projections
+      // skips it under its name and its handler continues from current_states.
+      zitadelSteps: async () => [{ name: model.name }],
     };
   });
 }

@@ -20,7 +20,7 @@ const TABLES: [string, string][] = [
   ['projections.apps7', 'instance_id, id'], ['projections.users14', 'instance_id, id'], ['projections.users14_humans', 'instance_id, user_id'],
   ['projections.milestones3', 'instance_id, type'],
 ];
-const STATE_COLUMNS = 'projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order';
+const STATE_COLUMNS = 'projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset';
 
 /** A deterministic stream with every kind of change, cascades and some events sharing a position. */
 function stream(instances: string[], perInstance: number, seed = 7): TestEvent[] {

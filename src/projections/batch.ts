@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { isDatabaseError } from '../errors.js';
+import type { StatesShape } from './bookkeeping.js';
 import { BatchFold, type TableWrites } from './fold.js';
 import { reduceEvent, type Op, type ProjectionModel } from './model.js';
 import { failuresStatement, OffsetCounter, recordFailures, statesStatement, writeStates, type FailedEvent, type StateUpdate } from './state.js';
@@ -97,7 +98,13 @@ const UNIQUE_VIOLATION = '23505';
  * failing event is recorded and the rest still applies. A COPY that meets a stored key is rolled back
  * and the batch written again as upserts.
  */
-export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, batch: FoldedBatch, transfer: RowTransfer = { copy: false }): Promise<BatchOutcome> {
+export async function writeBatch(
+  client: pg.ClientBase,
+  model: ProjectionModel,
+  batch: FoldedBatch,
+  transfer: RowTransfer = { copy: false },
+  shape: StatesShape = { inTxOrder: false, filterOffset: true },
+): Promise<BatchOutcome> {
   const copy = transfer.copy;
   const plan = bulkStatements(batch.writes, copy);
   if (batch.failures.length) plan.after.push(failuresStatement(model.name, batch.failures));
@@ -106,14 +113,14 @@ export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, 
     // failures and positions with the COMMIT.
     await runScript(client, [{ text: 'BEGIN', values: [] }, ...plan.before]);
     for (const rows of plan.copies) await copyRows(client, rows);
-    await runScript(client, [...plan.after, statesStatement(model.name, batch.states), { text: 'COMMIT', values: [] }]);
+    await runScript(client, [...plan.after, statesStatement(model.name, batch.states, shape), { text: 'COMMIT', values: [] }]);
     return { failed: batch.failures.length, replayed: false };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (!isDataError(err)) throw err;
     if (copy && plan.copies.length && err.code === UNIQUE_VIOLATION) {
       transfer.copy = false;
-      return writeBatch(client, model, batch, transfer);
+      return writeBatch(client, model, batch, transfer, shape);
     }
   }
   // The fold took over the ops' rows; reducers are pure, so reducing again gives the original ops.
@@ -121,7 +128,7 @@ export async function writeBatch(client: pg.ClientBase, model: ProjectionModel, 
   await inTransaction(client, async () => {
     await applyEventByEvent(client, reduced, failures);
     await recordFailures(client, model.name, failures);
-    await writeStates(client, model.name, batch.states);
+    await writeStates(client, model.name, batch.states, shape);
   });
   return { failed: failures.length, replayed: true };
 }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { RefusedError } from '../errors.js';
 import { inTransaction } from './batch.js';
-import { CURRENT_STATES_TABLE, FAILED_EVENTS_TABLE } from '../schema.js';
+import { bookkeepingComplete, ensureBookkeeping, statesShape, type StatesShape } from './bookkeeping.js';
 import type { Queryable } from './events.js';
 import type { ProjectionModel, TableModel } from './model.js';
 import type { ColumnValue } from './types.js';
@@ -40,43 +40,32 @@ export async function existingTables(client: Queryable, model: ProjectionModel):
   return r.rows.map((x) => x.t);
 }
 
-/** The bookkeeping tables with the relations their DDL creates. */
-const BOOKKEEPING = [
-  { ddl: CURRENT_STATES_TABLE, relations: ['projections.current_states', 'projections.cs_instance_id_idx'] },
-  { ddl: FAILED_EVENTS_TABLE, relations: ['projections.failed_events2', 'projections.fe2_instance_id_idx'] },
-];
-
 /** The relations `tableDdl(t)` creates: the table and its secondary indexes (in the table's schema). */
 function relationsOf(t: TableModel): string[] {
   const schema = t.name.split('.')[0];
   return [t.name, ...Object.keys(t.def.indexes ?? {}).map((i) => `${schema}.${i}`)];
 }
 
-/**
- * Creates the bookkeeping tables and the projections' tables if missing. The catalog is read first (one
- * query), so projections whose tables all exist take no DDL lock; all missing tables are created in one
- * transaction. Each table's DDL runs as one statement string, which PostgreSQL applies atomically. A
- * table that exists but lacks a column the definition writes is refused before anything is written: it
- * was made by another version.
- */
-export async function ensureTables(client: pg.ClientBase, ...models: ProjectionModel[]): Promise<void> {
-  const units: { ddl: string; relations: string[]; table?: TableModel }[] = [
-    ...BOOKKEEPING,
-    ...models.flatMap((m) => m.tables.map((t) => ({ ddl: tableDdl(t), relations: relationsOf(t), table: t }))),
-  ];
+interface CatalogEntry {
+  readonly present: boolean;
+  readonly columns: readonly string[];
+}
+
+async function readCatalog(client: Queryable, relations: readonly string[]): Promise<Map<string, CatalogEntry>> {
   const r = await client.query<{ name: string; present: boolean; columns: string[] }>(
     `SELECT r AS name, to_regclass(r) IS NOT NULL AS present,
             ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass(r) AND attnum > 0 AND NOT attisdropped) AS columns
      FROM unnest($1::text[]) AS r`,
-    [units.flatMap((u) => u.relations)],
+    [relations],
   );
-  const catalog = new Map(r.rows.map((x) => [x.name, x]));
-  const missing = units.filter((u) => u.relations.some((n) => !catalog.get(n)?.present));
-  if (missing.length) await createSerialized(client, missing.map((u) => u.ddl));
-  for (const u of units) {
-    const t = u.table;
-    const found = t && catalog.get(t.name);
-    if (!t || !found?.present) continue;
+  return new Map(r.rows.map((x) => [x.name, x]));
+}
+
+/** A table that exists but lacks a column the definition writes was made by another version: refused. */
+function refuseLackingColumns(models: readonly ProjectionModel[], catalog: ReadonlyMap<string, CatalogEntry>): void {
+  for (const t of models.flatMap((m) => m.tables)) {
+    const found = catalog.get(t.name);
+    if (!found?.present) continue;
     const present = new Set(found.columns);
     const lacking = t.columnNames.filter((c) => !present.has(c));
     if (lacking.length) {
@@ -88,21 +77,65 @@ export async function ensureTables(client: pg.ClientBase, ...models: ProjectionM
   }
 }
 
+/** What ensureTables found and did. */
+export interface EnsuredTables {
+  readonly shape: StatesShape;
+  /** Projections that lacked a table: their rows and positions were removed, to be prefilled from the start. */
+  readonly rebuilt: readonly string[];
+}
+
 /**
- * Runs `CREATE … IF NOT EXISTS` statements in one transaction, taken only once this session holds an
- * advisory lock: projections prefilled side by side share the bookkeeping tables and schema, and two
- * sessions creating the same one at once collide in the catalog instead of one of them skipping it. The
+ * Creates the bookkeeping tables (see ensureBookkeeping) and the projections' tables if missing, and
+ * returns the shape of `current_states`. The catalog is read first, so when everything exists and is
+ * recorded no DDL lock is taken; otherwise everything missing is created in one transaction. A
+ * projection that had only some of its tables (say apps7 without its config tables, as an older
+ * zsetup left it, or a legacy handler state whose table is gone) is prefilled again from the start: its rows, positions and failures are removed in
+ * that same transaction, since ZITADEL continues from the recorded position and would leave the new
+ * tables empty for good. A table that lacks a column the definition writes is refused before anything
+ * is written.
+ */
+export async function ensureTables(client: pg.ClientBase, ...models: ProjectionModel[]): Promise<EnsuredTables> {
+  const relations = models.flatMap((m) => m.tables.flatMap(relationsOf));
+  const catalog = await readCatalog(client, relations);
+  refuseLackingColumns(models, catalog);
+  if (relations.every((n) => catalog.get(n)?.present) && (await bookkeepingComplete(client))) return { shape: await statesShape(client), rebuilt: [] };
+  return createSerialized(client, async () => {
+    const shape = await ensureBookkeeping(client);
+    const rebuilt: string[] = [];
+    // Read again under the lock: another session may have created some of them meanwhile.
+    const now = await readCatalog(client, relations);
+    for (const m of models) {
+      const missing = m.tables.filter((t) => relationsOf(t).some((n) => !now.get(n)?.present));
+      if (missing.length === 0) continue;
+      if (m.tables.some((t) => !now.get(t.name)?.present)) {
+        await resetProjection(client, m, now);
+        rebuilt.push(m.name);
+      }
+      await client.query(missing.map(tableDdl).join('\n'));
+    }
+    return { shape, rebuilt };
+  });
+}
+
+/** Removes a partial projection's rows, positions and failures, so it is prefilled from the start. */
+async function resetProjection(client: Queryable, m: ProjectionModel, catalog: ReadonlyMap<string, CatalogEntry>): Promise<void> {
+  const present = m.tables.filter((t) => catalog.get(t.name)?.present).map((t) => qt(t.name));
+  if (present.length) await client.query(`TRUNCATE ${present.join(', ')}`);
+  await client.query(`DELETE FROM projections.current_states WHERE projection_name = $1`, [m.name]);
+  await client.query(`DELETE FROM projections.failed_events2 WHERE projection_name = $1`, [m.name]);
+}
+
+/**
+ * Runs `fn` (the DDL) in one transaction, taken only once this session holds an advisory lock:
+ * projections prefilled side by side share the bookkeeping tables and schema, and two sessions creating the same one at once collide in the catalog instead of one of them skipping it. The
  * lock is taken before the transaction begins so that its statements see what the previous holder
  * committed (a lock taken inside it could leave a stale catalog snapshot).
  */
-async function createSerialized(client: pg.ClientBase, statements: readonly string[]): Promise<void> {
+async function createSerialized<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
   const key = `hashtext('zsetup'), hashtext('projection tables')`;
   await client.query(`SELECT pg_advisory_lock(${key})`);
   try {
-    // Every statement in one round trip.
-    await inTransaction(client, async () => {
-      await client.query(statements.join('\n'));
-    });
+    return await inTransaction(client, fn);
   } finally {
     await client.query(`SELECT pg_advisory_unlock(${key})`).catch(() => {});
   }

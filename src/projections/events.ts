@@ -42,7 +42,13 @@ export async function captureEndPoint(db: Queryable, waitMs = 2000): Promise<{ p
   }
 }
 
-/** Instance ids present in `eventstore.events2`, by a skip scan over the index led by instance_id. */
+/**
+ * The instances a prefill covers: ids present in `eventstore.events2` (a skip scan over the index led
+ * by instance_id), without those whose latest `instance.added` / `instance.removed` event is a removal.
+ * ZITADEL's own prefill takes the added-minus-removed list (spec zitadel-handoff.md §4.4) and never
+ * touches a removed instance, so none of its rows nor positions are written. Ids without any instance
+ * event (not written by ZITADEL) are kept.
+ */
 export async function listInstances(db: Queryable): Promise<string[]> {
   const r = await db.query<{ instance_id: string }>(`
     WITH RECURSIVE i(instance_id) AS (
@@ -50,7 +56,11 @@ export async function listInstances(db: Queryable): Promise<string[]> {
       UNION ALL
       SELECT (SELECT e.instance_id FROM eventstore.events2 e WHERE e.instance_id > i.instance_id ORDER BY e.instance_id LIMIT 1)
       FROM i WHERE i.instance_id IS NOT NULL)
-    SELECT instance_id FROM i WHERE instance_id IS NOT NULL`);
+    SELECT instance_id FROM i
+    WHERE instance_id IS NOT NULL
+      AND (SELECT e.event_type FROM eventstore.events2 e
+           WHERE e.instance_id = i.instance_id AND e.aggregate_type = 'instance' AND e.event_type IN ('instance.added', 'instance.removed')
+           ORDER BY e."position" DESC, e.in_tx_order DESC LIMIT 1) IS DISTINCT FROM 'instance.removed'`);
   return r.rows.map((x) => x.instance_id);
 }
 

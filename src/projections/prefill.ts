@@ -3,6 +3,7 @@ import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
 import { foldBatch, writeBatch, type RowTransfer } from './batch.js';
+import { statesShape, type StatesShape } from './bookkeeping.js';
 import { ensureTables } from './ddl.js';
 import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
@@ -62,7 +63,7 @@ export async function projectionBacklog(db: Queryable, model: ProjectionModel, e
   if (!exists.rows[0].events) {
     throw new RefusedError('eventstore.events2 does not exist', 'run `zsetup migrate` first: projections are prefilled from eventstore.events2');
   }
-  const states = exists.rows[0].states ? await readStates(db, model.name) : new Map<string, CurrentState>();
+  const states = exists.rows[0].states ? await readStates(db, model.name, await statesShape(db)) : new Map<string, CurrentState>();
   const instances = await listInstances(db);
   const keys = new Map<string, StreamKey>([...states].map(([i, s]) => [i, s.key]));
   const backlog = (await countBacklog(db, model, instances, keys, endPoint)).filter((b) => b.events > 0);
@@ -173,8 +174,10 @@ export async function prefillProjection(
   ctx: PrefillContext,
 ): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
-  await withSession(database, (client) => ensureTables(client, model));
-  const { states, backlog, events: total } = options.backlog ?? await projectionBacklog(database.pool, model, options.endPoint);
+  const { shape, rebuilt } = await withSession(database, (client) => ensureTables(client, model));
+  // A backlog counted before a rebuild counted from positions that no longer exist.
+  const known = rebuilt.length ? undefined : options.backlog;
+  const { states, backlog, events: total } = known ?? await projectionBacklog(database.pool, model, options.endPoint);
   const result: PrefillCounts = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
@@ -183,7 +186,7 @@ export async function prefillProjection(
   const slots = streamSlots(database);
   const streams = await slots.take(Math.max(1, Math.min(options.concurrency, Math.ceil(total / batchSize))));
   try {
-    return await prefillStreams(database, model, options, ctx, { states, backlog, total, batchSize, streams, result });
+    return await prefillStreams(database, model, options, ctx, { states, backlog, total, batchSize, streams, result, shape });
   } finally {
     slots.give(streams);
   }
@@ -197,10 +200,11 @@ interface StreamPlan {
   readonly batchSize: number;
   readonly streams: number;
   readonly result: PrefillCounts;
+  readonly shape: StatesShape;
 }
 
 async function prefillStreams(database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext, plan: StreamPlan): Promise<PrefillResult> {
-  const { states, backlog, total, batchSize, streams, result } = plan;
+  const { states, backlog, total, batchSize, streams, result, shape } = plan;
   const groups = splitInstances(backlog, streams);
   const transfer: RowTransfer = { copy: true };
   let stopped: unknown;
@@ -241,7 +245,7 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
         const folded = foldBatch(model, batch, offsets);
         await settle();
         if (stopped !== undefined) break;
-        writing = writeBatch(writer, model, folded, transfer).then((outcome) => {
+        writing = writeBatch(writer, model, folded, transfer, shape).then((outcome) => {
           result.events += batch.length;
           result.failedEvents += outcome.failed;
           result.batches++;

@@ -1,3 +1,4 @@
+import type { StatesShape } from './bookkeeping.js';
 import type { Queryable, StreamKey } from './events.js';
 import type { ProjectionEvent } from './types.js';
 import type { BatchStatement } from './write.js';
@@ -15,19 +16,23 @@ export interface FailedEvent {
   readonly error: string;
 }
 
+/** The shape of a database whose `current_states` lacks `in_tx_order` (every v2-era ZITADEL). */
+const V2_SHAPE: StatesShape = { inTxOrder: false, filterOffset: true };
+
 /**
- * Reads the projection's recorded positions per instance. Rows written by an older version of the
- * application carry no `in_tx_order`; it is looked up from the event they name, so the stream can
- * continue exactly after it.
+ * Reads the projection's recorded positions per instance. Without an `in_tx_order` column, or in rows
+ * that lack it, it is looked up from the event the row names, so the stream continues exactly after it.
  */
-export async function readStates(db: Queryable, projection: string): Promise<Map<string, CurrentState>> {
+export async function readStates(db: Queryable, projection: string, shape: StatesShape = V2_SHAPE): Promise<Map<string, CurrentState>> {
+  const inTxOrder = shape.inTxOrder ? 's.in_tx_order' : 'NULL::integer';
+  const filterOffset = shape.filterOffset ? 's.filter_offset' : 'NULL::integer';
   const r = await db.query<{
     instance_id: string; position: string | null; in_tx_order: number | null; aggregate_type: string | null;
     aggregate_id: string | null; sequence: number | null; filter_offset: number | null; event_in_tx_order: number | null;
   }>(
-    `SELECT s.instance_id, s."position"::text AS position, s.in_tx_order, s.aggregate_type, s.aggregate_id, s."sequence",
-            s.filter_offset,
-            CASE WHEN s.in_tx_order IS NULL THEN (
+    `SELECT s.instance_id, s."position"::text AS position, ${inTxOrder} AS in_tx_order, s.aggregate_type, s.aggregate_id, s."sequence",
+            ${filterOffset} AS filter_offset,
+            CASE WHEN ${inTxOrder} IS NULL THEN (
               SELECT e.in_tx_order FROM eventstore.events2 e
               WHERE e.instance_id = s.instance_id AND e.aggregate_type = s.aggregate_type
                 AND e.aggregate_id = s.aggregate_id AND e."sequence" = s."sequence") END AS event_in_tx_order
@@ -51,24 +56,9 @@ export async function readStates(db: Queryable, projection: string): Promise<Map
   return out;
 }
 
-/** Whether `current_states` exists (a read-only dry-run must not assume it). */
-export async function hasStatesTable(db: Queryable): Promise<boolean> {
-  const r = await db.query<{ t: string | null }>(`SELECT to_regclass('projections.current_states')::text AS t`);
-  return r.rows[0].t !== null;
-}
-
 /** Upserts the projection's position after `last`, inside the caller's transaction. */
-export async function writeState(db: Queryable, projection: string, last: ProjectionEvent, filterOffset: number): Promise<void> {
-  await db.query(
-    `INSERT INTO projections.current_states
-       (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order)
-     VALUES ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7::numeric, $8, $9)
-     ON CONFLICT (projection_name, instance_id) DO UPDATE SET
-       last_updated = EXCLUDED.last_updated, aggregate_id = EXCLUDED.aggregate_id, aggregate_type = EXCLUDED.aggregate_type,
-       "sequence" = EXCLUDED."sequence", event_date = EXCLUDED.event_date, "position" = EXCLUDED."position",
-       filter_offset = EXCLUDED.filter_offset, in_tx_order = EXCLUDED.in_tx_order`,
-    [projection, last.instanceId, last.aggregateId, last.aggregateType, last.sequence, last.createdAt, last.position, filterOffset, last.inTxOrder],
-  );
+export async function writeState(db: Queryable, projection: string, last: ProjectionEvent, filterOffset: number, shape: StatesShape = V2_SHAPE): Promise<void> {
+  await writeStates(db, projection, [{ last, filterOffset }], shape);
 }
 
 /** The position an instance's projection reaches with a batch: its last event, and the filter offset there. */
@@ -78,28 +68,32 @@ export interface StateUpdate {
 }
 
 /** Upserts the positions of several instances in one statement, inside the caller's transaction. */
-export async function writeStates(db: Queryable, projection: string, updates: readonly StateUpdate[]): Promise<void> {
+export async function writeStates(db: Queryable, projection: string, updates: readonly StateUpdate[], shape: StatesShape = V2_SHAPE): Promise<void> {
   if (updates.length === 0) return;
-  const st = statesStatement(projection, updates);
+  const st = statesStatement(projection, updates, shape);
   await db.query(st.text, [...st.values]);
 }
 
-/** The statement of {@link writeStates}. */
-export function statesStatement(projection: string, updates: readonly StateUpdate[]): BatchStatement {
+/**
+ * The statement of {@link writeStates}. `in_tx_order` is written only where the table has it (ZITADEL's
+ * step 82, whose triggers clear it on updates that do not set it); `last_updated` is the statement time.
+ */
+export function statesStatement(projection: string, updates: readonly StateUpdate[], shape: StatesShape = V2_SHAPE): BatchStatement {
   const rows = updates.map(({ last, filterOffset }) => ({
     instance_id: last.instanceId, aggregate_id: last.aggregateId, aggregate_type: last.aggregateType, sequence: last.sequence,
     event_date: last.createdAt, position: last.position, filter_offset: filterOffset, in_tx_order: last.inTxOrder,
   }));
+  const extra = shape.inTxOrder ? ', in_tx_order' : '';
   return {
     text: `INSERT INTO projections.current_states
-       (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order)
-     SELECT $1, r.instance_id, statement_timestamp(), r.aggregate_id, r.aggregate_type, r."sequence", r.event_date, r."position", r.filter_offset, r.in_tx_order
+       (projection_name, instance_id, last_updated, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset${extra})
+     SELECT $1, r.instance_id, statement_timestamp(), r.aggregate_id, r.aggregate_type, r."sequence", r.event_date, r."position", r.filter_offset${extra.replace(', ', ', r.')}
      FROM jsonb_to_recordset($2::jsonb) AS r(instance_id text, aggregate_id text, aggregate_type text, "sequence" bigint,
                                              event_date timestamptz, "position" numeric, filter_offset int, in_tx_order int)
      ON CONFLICT (projection_name, instance_id) DO UPDATE SET
        last_updated = EXCLUDED.last_updated, aggregate_id = EXCLUDED.aggregate_id, aggregate_type = EXCLUDED.aggregate_type,
        "sequence" = EXCLUDED."sequence", event_date = EXCLUDED.event_date, "position" = EXCLUDED."position",
-       filter_offset = EXCLUDED.filter_offset, in_tx_order = EXCLUDED.in_tx_order`,
+       filter_offset = EXCLUDED.filter_offset${shape.inTxOrder ? ', in_tx_order = EXCLUDED.in_tx_order' : ''}`,
     values: [projection, JSON.stringify(rows)],
   };
 }

@@ -1,0 +1,122 @@
+/**
+ * The handler bookkeeping tables `projections.current_states` and `projections.failed_events2`, brought
+ * to the shape ZITADEL's steps 15 and 17 leave, with those steps recorded done in the same transaction
+ * (spec zitadel-handoff.md §1.2 rows 14 and 16, §4.1). ZITADEL's step 17 adds `filter_offset` without
+ * IF NOT EXISTS, so a table that has the column must carry the record of step 17, or ZITADEL's setup
+ * stops there for good.
+ */
+import type { Queryable } from './events.js';
+import { CURRENT_STATES_TABLE, FAILED_EVENTS_TABLE } from '../schema.js';
+import { readMigrations, recordMigrations, type MigrationRecord } from '../zitadel/migrations.js';
+import { RECORDED_BY } from '../zitadel/setup-steps.js';
+
+/** Which optional columns `current_states` has, so states are read and written in its own shape. */
+export interface StatesShape {
+  /** Added by ZITADEL's step 82 (newest versions); absent in v2-era databases. */
+  readonly inTxOrder: boolean;
+  /** Added by ZITADEL's step 17; absent only before it (and before zsetup's bookkeeping) ran. */
+  readonly filterOffset: boolean;
+}
+
+/** The legacy handler tables step 15 copies from, with their name, sequence and time columns (eventstore.md §2.1). */
+const LEGACY_STATES = [
+  { table: 'projections.current_sequences', name: 'projection_name', at: 'timestamp', byAggregateType: true },
+  { table: 'adminapi.current_sequences', name: 'view_name', at: 'last_successful_spooler_run', byAggregateType: false },
+  { table: 'auth.current_sequences', name: 'view_name', at: 'last_successful_spooler_run', byAggregateType: false },
+] as const;
+const LEGACY_FAILURES = [
+  { table: 'projections.failed_events', name: 'projection_name', error: 'error' },
+  { table: 'adminapi.failed_events', name: 'view_name', error: 'err_msg' },
+  { table: 'auth.failed_events', name: 'view_name', error: 'err_msg' },
+] as const;
+
+interface Catalog {
+  readonly states: boolean;
+  readonly failures: boolean;
+  readonly filterOffset: boolean;
+  readonly inTxOrder: boolean;
+  readonly legacy: ReadonlySet<string>;
+}
+
+async function readCatalog(db: Queryable): Promise<Catalog> {
+  const legacyTables = [...LEGACY_STATES, ...LEGACY_FAILURES].map((l) => l.table);
+  const r = await db.query<{ states: boolean; failures: boolean; columns: string[]; legacy: string[] }>(
+    `SELECT to_regclass('projections.current_states') IS NOT NULL AS states,
+            to_regclass('projections.failed_events2') IS NOT NULL AS failures,
+            ARRAY(SELECT attname::text FROM pg_attribute
+                  WHERE attrelid = to_regclass('projections.current_states') AND attnum > 0 AND NOT attisdropped) AS columns,
+            ARRAY(SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL) AS legacy`,
+    [legacyTables],
+  );
+  const x = r.rows[0];
+  return { states: x.states, failures: x.failures, filterOffset: x.columns.includes('filter_offset'), inTxOrder: x.columns.includes('in_tx_order'), legacy: new Set(x.legacy) };
+}
+
+/** The shape of `current_states` (read-only; for the dry-run and status). */
+export async function statesShape(db: Queryable): Promise<StatesShape> {
+  const c = await readCatalog(db);
+  return { inTxOrder: c.inTxOrder, filterOffset: c.filterOffset };
+}
+
+/**
+ * True when the bookkeeping is complete and recorded: both tables, `filter_offset`, and steps 15 and
+ * 17 done. Then {@link ensureBookkeeping} has nothing to do and needs no DDL lock.
+ */
+export async function bookkeepingComplete(db: Queryable): Promise<boolean> {
+  const c = await readCatalog(db);
+  if (!c.states || !c.failures || !c.filterOffset) return false;
+  const recorded = await readMigrations(db);
+  return recorded.get(RECORDED_BY.currentStates)?.state === 'done' && recorded.get(RECORDED_BY.filterOffset)?.state === 'done';
+}
+
+/**
+ * Inside the caller's transaction (holding the projection DDL lock): creates what is missing, adds
+ * `filter_offset` where an older table lacks it (step 17's effect), copies the legacy handler states
+ * and failures (step 15's effect, "on conflict do nothing" so existing rows win) unless step 15 is
+ * recorded, and records 15 and 17. Returns the table's shape.
+ */
+export async function ensureBookkeeping(db: Queryable): Promise<StatesShape> {
+  const c = await readCatalog(db);
+  const recorded = await readMigrations(db);
+  if (!c.failures) await db.query(FAILED_EVENTS_TABLE);
+  if (!c.states) await db.query(CURRENT_STATES_TABLE);
+  else if (!c.filterOffset) await db.query(`ALTER TABLE projections.current_states ADD COLUMN filter_offset INTEGER`);
+  const records: MigrationRecord[] = [];
+  if (recorded.get(RECORDED_BY.currentStates)?.state !== 'done') {
+    await copyLegacyBookkeeping(db, c.legacy);
+    records.push({ name: RECORDED_BY.currentStates });
+  }
+  records.push({ name: RECORDED_BY.filterOffset });
+  await recordMigrations(db, records);
+  return { inTxOrder: c.inTxOrder, filterOffset: true };
+}
+
+/**
+ * Step 15's copies: failures of the legacy handlers joined to their event by (instance, sequence), and
+ * per (handler, instance) the state of its highest sequence, joined to that event (projections: also by
+ * aggregate type). Tables that do not exist contribute nothing. Where the join finds several events2
+ * rows (a sequence reused by a later aggregate), the earliest position is kept.
+ */
+async function copyLegacyBookkeeping(db: Queryable, present: ReadonlySet<string>): Promise<void> {
+  for (const f of LEGACY_FAILURES.filter((l) => present.has(l.table))) {
+    await db.query(
+      `INSERT INTO projections.failed_events2
+         (projection_name, instance_id, aggregate_type, aggregate_id, event_creation_date, failed_sequence, failure_count, error, last_failed)
+       SELECT fe.${f.name}, fe.instance_id, e.aggregate_type, e.aggregate_id, e.created_at, e."sequence", fe.failure_count, fe.${f.error}, fe.last_failed
+       FROM ${f.table} fe JOIN eventstore.events2 e ON e.instance_id = fe.instance_id AND e."sequence" = fe.failed_sequence
+       ON CONFLICT DO NOTHING`,
+    );
+  }
+  for (const s of LEGACY_STATES.filter((l) => present.has(l.table))) {
+    const aggregate = s.byAggregateType ? 'AND e.aggregate_type = cs.aggregate_type' : '';
+    await db.query(
+      `INSERT INTO projections.current_states (projection_name, instance_id, event_date, "position", last_updated)
+       SELECT DISTINCT ON (cs.${s.name}, cs.instance_id) cs.${s.name}, cs.instance_id, e.created_at, e."position", cs.${s.at}
+       FROM ${s.table} cs JOIN eventstore.events2 e ON e.instance_id = cs.instance_id AND e."sequence" = cs.current_sequence ${aggregate}
+       WHERE cs.current_sequence = (SELECT max(cs2.current_sequence) FROM ${s.table} cs2
+                                    WHERE cs2.${s.name} = cs.${s.name} AND cs2.instance_id = cs.instance_id)
+       ORDER BY cs.${s.name}, cs.instance_id, e."position"
+       ON CONFLICT DO NOTHING`,
+    );
+  }
+}
