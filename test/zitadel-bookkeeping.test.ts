@@ -212,3 +212,19 @@ describe('ZITADEL bookkeeping written by migrate --init-projections on a legacy 
     expect(n).toBe(2);
   });
 });
+
+describe('status lists ZITADEL\'s own steps', () => {
+  it('shows what zsetup recorded and what ZITADEL\'s setup will still run', async () => {
+    const { getStatus } = await import('../src/status.js');
+    await seedLegacy(database, { events: 2_000, instances: 2 });
+    await run();
+    const status = await getStatus(database, await loadSteps({ initProjections: true }));
+    const byName = new Map(status.zitadel.map((z) => [z.name, z]));
+    for (const name of ['14_events_push', '15_current_projection_state', '17_add_offset_col_to_current_states', '36_fill_v3_milestones', 'projections.users14']) {
+      expect(byName.get(name), name).toMatchObject({ recorded: 'done', pending: false, owner: 'zsetup' });
+    }
+    // Left to ZITADEL, not recorded: its setup runs them.
+    expect(byName.get('40_init_push_func_v4')).toMatchObject({ recorded: null, pending: true, owner: 'zitadel' });
+    expect(byName.get('projection_tables')).toMatchObject({ recorded: null, pending: true, owner: 'zitadel' });
+  });
+});

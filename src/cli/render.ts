@@ -63,7 +63,20 @@ export function renderStatus(r: StatusResult): string {
     if (row?.last_error && s.status !== 'succeeded') out.push(...renderError(row.last_error).map((l) => '    ' + l));
     if (s.status === 'interrupted' && !row?.last_error) out.push('    its runner died; the next `zsetup migrate` resumes it');
   }
+  out.push(...renderZitadelSteps(r.zitadel));
   return out.join('\n');
+}
+
+/** ZITADEL's own setup steps: recorded ones, and what its next `setup` still runs. */
+function renderZitadelSteps(steps: StatusResult['zitadel']): string[] {
+  if (steps.length === 0) return [];
+  const out = ['', 'ZITADEL setup steps (recorded in eventstore.events2; its next `setup` runs every one not done):'];
+  for (const z of steps) {
+    const state = z.recorded === null ? 'not recorded' : z.recorded === 'started' ? 'started (blocks ZITADEL setup)' : z.recorded;
+    const who = z.recorded === 'done' ? '' : z.owner === 'zsetup' ? '  ← zsetup does this' : '  ← left to ZITADEL';
+    out.push(`  ${z.name.padEnd(52)} ${state.padEnd(14)}${who}`);
+  }
+  return out;
 }
 
 /** Step, SQLSTATE, message, detail, hint: what an operator needs from a database error. */
