@@ -228,3 +228,21 @@ describe('status lists ZITADEL\'s own steps', () => {
     expect(byName.get('projection_tables')).toMatchObject({ recorded: null, pending: true, owner: 'zitadel' });
   });
 });
+
+describe('bookkeeping tables of a shape no ZITADEL version leaves', () => {
+  it('is refused with exit 5 and the columns found, before anything is written', async () => {
+    await seedLegacy(database, { events: 2_000, instances: 2 });
+    await run(false);
+    await tdb.query(`CREATE TABLE projections.current_states (projection_name TEXT NOT NULL, instance_id TEXT NOT NULL,
+      last_updated TIMESTAMPTZ, aggregate_type TEXT, "sequence" INT8, event_date TIMESTAMPTZ, "position" DECIMAL, owner_id TEXT NOT NULL,
+      PRIMARY KEY (projection_name, instance_id))`);
+    const before = await systemEvents();
+    // Refused while the runner weighs the projections, before any of them runs (RefusedError: exit 5).
+    const refused = await migrate(database, { steps: await loadSteps({ initProjections: true }), lockWaitMs: 10_000, stepOptions: { concurrency: 2, exact: false }, version: 'test' })
+      .then((r) => r.steps.find((s) => s.status === 'failed')?.error, (err) => err);
+    expect(refused).toMatchObject({ exitCode: 5 });
+    expect(refused.message).toMatch(/current_states lacks column\(s\) aggregate_id and has NOT NULL column\(s\) without default owner_id/);
+    expect(await systemEvents()).toEqual(before);
+    expect(await tdb.query(`SELECT to_regclass('projections.failed_events2') AS t`)).toEqual([{ t: null }]);
+  });
+});

@@ -5,6 +5,7 @@
  * IF NOT EXISTS, so a table that has the column must carry the record of step 17, or ZITADEL's setup
  * stops there for good.
  */
+import { RefusedError } from '../errors.js';
 import type { Queryable } from './events.js';
 import { CURRENT_STATES_TABLE, FAILED_EVENTS_TABLE } from '../schema.js';
 import { readMigrations, recordMigrations, type MigrationRecord } from '../zitadel/migrations.js';
@@ -30,6 +31,11 @@ const LEGACY_FAILURES = [
   { table: 'auth.failed_events', name: 'view_name', error: 'err_msg' },
 ] as const;
 
+/** Columns zsetup reads and writes, as step 15 creates them. */
+const STATES_COLUMNS = ['projection_name', 'instance_id', 'last_updated', 'aggregate_id', 'aggregate_type', 'sequence', 'event_date', 'position'];
+const FAILURES_COLUMNS = ['projection_name', 'instance_id', 'aggregate_type', 'aggregate_id', 'event_creation_date', 'failed_sequence', 'failure_count', 'error', 'last_failed'];
+const OPTIONAL_STATES_COLUMNS = ['filter_offset', 'in_tx_order'];
+
 interface Catalog {
   readonly states: boolean;
   readonly failures: boolean;
@@ -40,16 +46,40 @@ interface Catalog {
 
 async function readCatalog(db: Queryable): Promise<Catalog> {
   const legacyTables = [...LEGACY_STATES, ...LEGACY_FAILURES].map((l) => l.table);
-  const r = await db.query<{ states: boolean; failures: boolean; columns: string[]; legacy: string[] }>(
+  const columnsOf = (t: string, requiredOnly: boolean) => `ARRAY(SELECT attname::text FROM pg_attribute
+      WHERE attrelid = to_regclass('${t}') AND attnum > 0 AND NOT attisdropped
+        ${requiredOnly ? 'AND attnotnull AND NOT atthasdef AND attgenerated = \'\'' : ''})`;
+  const r = await db.query<{ states: boolean; failures: boolean; columns: string[]; required: string[]; fcolumns: string[]; frequired: string[]; legacy: string[] }>(
     `SELECT to_regclass('projections.current_states') IS NOT NULL AS states,
             to_regclass('projections.failed_events2') IS NOT NULL AS failures,
-            ARRAY(SELECT attname::text FROM pg_attribute
-                  WHERE attrelid = to_regclass('projections.current_states') AND attnum > 0 AND NOT attisdropped) AS columns,
+            ${columnsOf('projections.current_states', false)} AS columns, ${columnsOf('projections.current_states', true)} AS required,
+            ${columnsOf('projections.failed_events2', false)} AS fcolumns, ${columnsOf('projections.failed_events2', true)} AS frequired,
             ARRAY(SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL) AS legacy`,
     [legacyTables],
   );
   const x = r.rows[0];
+  if (x.states) refuseShape('projections.current_states', x.columns, x.required, STATES_COLUMNS, [...STATES_COLUMNS, ...OPTIONAL_STATES_COLUMNS]);
+  if (x.failures) refuseShape('projections.failed_events2', x.fcolumns, x.frequired, FAILURES_COLUMNS, FAILURES_COLUMNS);
   return { states: x.states, failures: x.failures, filterOffset: x.columns.includes('filter_offset'), inTxOrder: x.columns.includes('in_tx_order'), legacy: new Set(x.legacy) };
+}
+
+/**
+ * Refuses a bookkeeping table zsetup cannot write as ZITADEL does: a column it needs is missing, or a
+ * NOT NULL column without default that no ZITADEL version has (ZITADEL's own partial inserts would fail
+ * on it too).
+ */
+function refuseShape(table: string, columns: readonly string[], required: readonly string[], needed: readonly string[], known: readonly string[]): void {
+  const missing = needed.filter((c) => !columns.includes(c));
+  const foreign = required.filter((c) => !known.includes(c) && !['projection_name', 'instance_id', 'aggregate_type', 'aggregate_id', 'event_creation_date', 'failed_sequence'].includes(c));
+  if (missing.length === 0 && foreign.length === 0) return;
+  const found = [
+    missing.length ? `lacks column(s) ${missing.join(', ')}` : '',
+    foreign.length ? `has NOT NULL column(s) without default ${foreign.join(', ')}` : '',
+  ].filter(Boolean).join(' and ');
+  throw new RefusedError(
+    `${table} ${found}: not the shape any ZITADEL version leaves; nothing was written`,
+    `compare it with ZITADEL's setup step 15 (zsetup README, "Hand-off to ZITADEL's own setup") and fix or drop it`,
+  );
 }
 
 /** The shape of `current_states` (read-only; for the dry-run and status). */
