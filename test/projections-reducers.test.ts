@@ -140,6 +140,22 @@ describe('built-in reducers', () => {
     expect(await q('SELECT id FROM projections.instances')).toEqual([{ id: 'i1' }]);
   });
 
+  it('child rows of a missing parent: inserts fail on the foreign key and are recorded, updates match nothing', async () => {
+    await log.append(
+      project('p1', 'o1', 'project.added', { name: 'web' }),
+      project('p1', 'o1', 'project.application.config.saml.added', { appId: 'nope', entityId: 'e', metadata: Buffer.from('<m/>').toString('base64') }),
+      project('p1', 'o1', 'project.application.config.api.secret.changed', { appId: 'nope', hashedSecret: 'h' }),
+      user('u9', 'o1', 'user.machine.secret.set', { hashedSecret: 'h' }),
+      user('u9', 'o1', 'user.human.email.changed', { email: 'x@y' }),
+    );
+    await prefillAll();
+    expect(await q(`SELECT projection_name, aggregate_id, failed_sequence::int AS s, error ~ 'fk_saml_configs_ref_apps7' AS fk
+      FROM projections.failed_events2`)).toEqual([{ projection_name: 'projections.apps7', aggregate_id: 'p1', s: 2, fk: true }]);
+    for (const t of ['apps7', 'apps7_saml_configs', 'apps7_api_configs', 'users14', 'users14_machines', 'users14_notifications']) {
+      expect(await q(`SELECT count(*)::int AS n FROM projections.${t}`), t).toEqual([{ n: 0 }]);
+    }
+  });
+
   it('milestones3: reached (payload date or event time), pushed, InstanceDeleted pushed deletes the instance', async () => {
     const m = (instance: string, type: string, payload: unknown, createdAt?: string) =>
       ({ instance, aggregateType: 'milestone', aggregateId: instance, type, payload, revision: 2, createdAt });
