@@ -55,3 +55,101 @@ export async function planMigrate(database: Database, options: PlanOptions): Pro
   }
   return { steps: reports };
 }
+
+/** When this run would cut the old version's writers off eventstore.events, as far as the plan foresees. */
+export interface PlannedCutOff {
+  readonly stepId: string;
+  /**
+   * `offline`: at the start of the step (the rename comes first); `online`: at its cut-over, at the
+   * end of the step; `earlier`: an earlier attempt already renamed the table.
+   */
+  readonly mode: 'offline' | 'online' | 'earlier';
+  /** Seconds after the start of the run. */
+  readonly fromSeconds: number;
+  /** Seconds after the start of the run: its end, after which the new version can start. */
+  readonly untilSeconds: number;
+  /** Online: how long writers are blocked in the cut-over itself, when the step says. */
+  readonly blockedSeconds?: number;
+}
+
+/** One step's place in the estimated run. */
+export interface PlannedTime {
+  readonly id: string;
+  readonly startSeconds: number;
+  readonly seconds: number;
+}
+
+/** Totals of a dry-run, for the human and Markdown reports. */
+export interface PlanSummary {
+  /** Estimated duration of the whole run; steps of a parallel group overlap. */
+  readonly estimatedSeconds: number;
+  readonly times: readonly PlannedTime[];
+  /** Steps that would change something but gave no estimate; their time is not in the total. */
+  readonly unestimated: readonly string[];
+  readonly cutOff: PlannedCutOff | null;
+  /** Sum of the steps' `diskNeededBytesEstimate`, or null when no step estimates its disk. */
+  readonly diskBytes: number | null;
+}
+
+/** Inputs of {@link summarizePlan}. */
+export interface SummaryOptions {
+  /** Steps of one parallel group run side by side, at most this many at once. */
+  readonly concurrency: number;
+  /** The parallel group of a step id, if any (see `Step.parallelGroup`). */
+  readonly groupOf?: (stepId: string) => string | undefined;
+}
+
+/**
+ * Adds up a dry-run: the estimated time (a parallel group takes the longer of its longest step and
+ * its total spread over `concurrency`), when old writers are cut off and until when, and the disk.
+ */
+export function summarizePlan(plan: PlanResult, options: SummaryOptions): PlanSummary {
+  const times: PlannedTime[] = [];
+  const unestimated: string[] = [];
+  let clock = 0;
+  let cutOff: Omit<PlannedCutOff, 'untilSeconds'> | null = null;
+  let disk: number | null = null;
+  const steps = plan.steps;
+  for (let i = 0; i < steps.length;) {
+    const group = options.groupOf?.(steps[i].id);
+    let j = i + 1;
+    while (group && j < steps.length && options.groupOf?.(steps[j].id) === group) j++;
+    const members = steps.slice(i, j);
+    const seconds = members.map((s) => secondsOf(s, unestimated));
+    const total = seconds.reduce((a, b) => a + b, 0);
+    const span = members.length === 1 ? total : Math.max(Math.max(...seconds), total / Math.max(1, options.concurrency));
+    members.forEach((s, k) => times.push({ id: s.id, startSeconds: clock, seconds: seconds[k] }));
+    for (const s of members) {
+      const bytes = s.plan?.details.diskNeededBytesEstimate;
+      if (typeof bytes === 'number') disk = (disk ?? 0) + bytes;
+      cutOff ??= cutOffOf(s, clock, seconds[members.indexOf(s)]);
+    }
+    clock += span;
+    i = j;
+  }
+  return { estimatedSeconds: clock, times, unestimated, cutOff: cutOff && { ...cutOff, untilSeconds: clock }, diskBytes: disk };
+}
+
+function secondsOf(s: StepPlanReport, unestimated: string[]): number {
+  if (!s.plan || !s.plan.willChange) return 0;
+  if (s.plan.estimatedSeconds === undefined) {
+    unestimated.push(s.id);
+    return 0;
+  }
+  return s.plan.estimatedSeconds;
+}
+
+/**
+ * The events2 step on a database the old version still writes (`source` eventstore.events) cuts it
+ * off: at its start (offline: the rename comes first) or at its cut-over (`online` in its details).
+ * With events_old as its source, the rename already happened in an earlier attempt.
+ */
+function cutOffOf(s: StepPlanReport, start: number, seconds: number): Omit<PlannedCutOff, 'untilSeconds'> | null {
+  const d = s.plan?.willChange ? s.plan.details : undefined;
+  if (!d || s.id !== 'events2') return null;
+  if (d.source === 'eventstore.events_old') return { stepId: s.id, mode: 'earlier', fromSeconds: 0 };
+  if (d.source !== 'eventstore.events') return null;
+  if (d.online !== true) return { stepId: s.id, mode: 'offline', fromSeconds: start };
+  const blocked = typeof d.expectedDowntimeSeconds === 'number' ? { blockedSeconds: d.expectedDowntimeSeconds } : {};
+  return { stepId: s.id, mode: 'online', fromSeconds: start + seconds, ...blocked };
+}

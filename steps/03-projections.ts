@@ -5,6 +5,7 @@ import { captureEndPoint, type Queryable } from '../src/projections/events.js';
 import { ensureTables, existingTables, type EnsuredTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
+import { planProjection } from '../src/projections/plan.js';
 import { prefillProjection, projectionBacklog, type ProjectionBacklog } from '../src/projections/prefill.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step, StepPlan } from '../src/step.js';
@@ -75,25 +76,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         return counted.backlog.events;
       },
       async plan(ctx): Promise<StepPlan> {
-        const db = onTx(ctx.tx);
-        const bound = await captureEndPoint(db, 0);
-        const tables = await existingTables(db, model);
-        const { states, backlog, events } = await projectionBacklog(db, model, bound.position);
-        const positions = [...states.values()].map((s) => s.key.position).sort((a, b) => Number(a) - Number(b));
-        return {
-          action: events === 0 ? `nothing to do: ${model.name} is at the head` : `apply ${events} events to ${model.name}`,
-          willChange: events > 0 || tables.length < model.tables.length,
-          details: {
-            eventsToProcess: events,
-            instancesWithEvents: backlog.length,
-            instancesRecorded: states.size,
-            currentPosition: positions.length ? `${positions[0]}${positions.length > 1 ? ` … ${positions[positions.length - 1]}` : ''}` : 'none (never prefilled)',
-            tables: model.tables.map((t) => `${t.name} (${tables.includes(t.name) ? 'exists' : 'will be created'})`).join(', '),
-            endPoint: bound.position,
-          },
-          estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
-          notes: bound.openTransactions > 0 ? [`${bound.openTransactions} open transaction(s) hold the end point back`] : undefined,
-        };
+        return planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
       },
       async preflight(tx) {
         const write = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;

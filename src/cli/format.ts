@@ -15,16 +15,17 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
-/** Bytes → `512 B`, `1.5 MiB`, `3.2 GiB`. */
+/** Bytes → `512 bytes`, `1.5 MB`, `3.2 GB`, in PostgreSQL's units (1 MB = 1024 kB, as pg_size_pretty). */
 export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
   let v = bytes;
   let i = 0;
   while (v >= 1024 && i < units.length - 1) {
     v /= 1024;
     i++;
   }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  // Rounded up: these are mostly sizes to provide for.
+  return i === 0 ? `${Math.round(v)} bytes` : `${v < 10 ? (Math.ceil(v * 10) / 10).toFixed(1) : formatCount(Math.ceil(v))} ${units[i]}`;
 }
 
 /** `copy: 1,200,000 / 2,000,000 events (60%), 85,000 events/s, ETA 9.4s` */

@@ -1,5 +1,4 @@
 import type { MigrateResult } from '../migrate.js';
-import type { PlanResult } from '../plan.js';
 import type { StatusResult } from '../status.js';
 import type { ErrorReport } from '../errors.js';
 import { describeHolder } from '../db/lock.js';
@@ -18,29 +17,6 @@ export function renderMigrate(r: MigrateResult): string {
   if (failed?.error) lines.push('', ...renderError(failed.error, failed.id));
   if (failed?.status === 'interrupted') lines.push('', 'a rerun of `zsetup migrate` resumes where this one stopped');
   return lines.join('\n');
-}
-
-/** Human text of a dry-run. */
-export function renderPlan(r: PlanResult): string {
-  if (r.steps.length === 0) return 'no steps';
-  const out: string[] = ['dry-run: nothing was written', ''];
-  for (const s of r.steps) {
-    if (s.state === 'succeeded') {
-      out.push(`${s.id}: already done`);
-      continue;
-    }
-    if (s.error) {
-      out.push(`${s.id}: cannot plan`, ...renderError(s.error, s.id).map((l) => '  ' + l));
-      continue;
-    }
-    const p = s.plan!;
-    const resume = s.state !== 'pending' ? ` (recorded: ${s.state}; would resume)` : '';
-    out.push(`${s.id}: ${p.action}${resume}`);
-    for (const [k, v] of Object.entries(p.details)) out.push(`  ${k}: ${renderValue(v)}`);
-    if (p.estimatedSeconds !== undefined) out.push(`  estimated time: ${formatDuration(p.estimatedSeconds * 1000)}`);
-    for (const n of p.notes ?? []) out.push(`  note: ${n}`);
-  }
-  return out.join('\n');
 }
 
 /** Human text of `status`. */
@@ -87,10 +63,4 @@ export function renderError(e: ErrorReport, stepId?: string): string[] {
   if (e.where) lines.push(`where: ${e.where}`);
   if (e.position) lines.push(`position: ${e.position}`);
   return lines;
-}
-
-function renderValue(v: unknown): string {
-  if (typeof v === 'number') return formatCount(v);
-  if (typeof v === 'string') return v;
-  return JSON.stringify(v);
 }

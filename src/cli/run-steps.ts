@@ -3,7 +3,8 @@ import { planMigrate } from '../plan.js';
 import type { ExitCode } from '../errors.js';
 import type { Step } from '../step.js';
 import { exitCodeFor } from './exit-code.js';
-import { renderMigrate, renderPlan } from './render.js';
+import { renderPlanMarkdown, renderPlanText } from './plan-report.js';
+import { renderMigrate } from './render.js';
 import { VERSION, type Session } from './session.js';
 import { withTestKill } from './test-hooks.js';
 
@@ -12,6 +13,8 @@ export interface RunStepsOptions {
   readonly dryRun?: boolean;
   readonly only?: string;
   readonly exact?: boolean;
+  /** The dry-run's human report: plain text (default) or a Markdown document. */
+  readonly format?: 'text' | 'markdown';
 }
 
 /**
@@ -22,7 +25,8 @@ export async function runSteps(s: Session, steps: readonly Step<any>[], options:
   const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(options.exact) };
   if (options.dryRun) {
     const plan = await planMigrate(s.database, { steps, only: options.only, stepOptions });
-    s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () => renderPlan(plan));
+    s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () =>
+      (options.format === 'markdown' ? renderPlanMarkdown : renderPlanText)(plan, { database: s.database.displayUrl, concurrency: s.config.concurrency, steps }));
     return plan.steps.some((p) => p.error) ? 1 : 0;
   }
   const result = await migrate(s.database, {

@@ -1,4 +1,5 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { ConfigError } from '../../errors.js';
 import { loadSteps } from '../../../steps/index.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { runSteps } from '../run-steps.js';
@@ -9,6 +10,7 @@ interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly only?: string;
   readonly exact?: boolean;
   readonly initProjections?: boolean;
+  readonly format?: 'text' | 'markdown';
 }
 
 /** `zsetup migrate`: run the pending setup steps, or plan them with --dry-run. */
@@ -19,20 +21,23 @@ export function migrateCommand(): Command {
     .option('--exact', 'with --dry-run: count rows exactly instead of estimating')
     .option('--only <step>', 'run (or plan) only this step')
     .option('--init-projections', 'also prefill the projections as the last step')
+    .addOption(new Option('--format <format>', 'with --dry-run: the report as plain text or as a Markdown document for a change review').choices(['text', 'markdown']).default('text'))
     .addHelpText('after', `
 Examples:
   $ zsetup migrate                                  # embedded PostgreSQL in ./.zsetup
   $ zsetup migrate -d postgres://zitadel@db:5432/zitadel --lock-wait 30m
   $ zsetup migrate --dry-run --exact --json > plan.json
+  $ zsetup migrate --dry-run --init-projections --format markdown > plan.md
   $ zsetup migrate --only events2 --concurrency 4
 
 Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
 3 lock wait ran out, 4 verification of the copied events failed, 5 refused (unsafe database state,
 nothing written), 130 interrupted (rerun resumes).`)
     .action(async (flags: MigrateFlags) => {
+      if (flags.format === 'markdown' && (!flags.dryRun || flags.json)) throw new ConfigError('--format markdown is the dry-run report: use it with --dry-run and without --json');
       process.exitCode = await withSession(flags, async (s) => {
         const steps = await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections });
-        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.only, exact: flags.exact });
+        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.only, exact: flags.exact, format: flags.format });
       });
     });
 }
