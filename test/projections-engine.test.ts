@@ -17,7 +17,9 @@ import { dump, EventLog, type TestEvent } from './support/events.js';
 const models = BUILTIN_PROJECTIONS.map(compileProjection);
 const TABLES: [string, string][] = [
   ['projections.instances', 'id'], ['projections.orgs1', 'instance_id, id'], ['projections.projects4', 'instance_id, id'],
-  ['projections.apps7', 'instance_id, id'], ['projections.users14', 'instance_id, id'], ['projections.users14_humans', 'instance_id, user_id'],
+  ['projections.apps7', 'instance_id, id'], ['projections.apps7_api_configs', 'instance_id, app_id'], ['projections.apps7_oidc_configs', 'instance_id, app_id'],
+  ['projections.apps7_saml_configs', 'instance_id, app_id'], ['projections.users14', 'instance_id, id'], ['projections.users14_humans', 'instance_id, user_id'],
+  ['projections.users14_machines', 'instance_id, user_id'], ['projections.users14_notifications', 'instance_id, user_id'],
   ['projections.milestones3', 'instance_id, type'],
 ];
 const STATE_COLUMNS = 'projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset';
