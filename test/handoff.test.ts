@@ -172,6 +172,10 @@ async function assertCatchUp(c: pg.Client, instances: readonly string[], statesB
 
 /** Everything that must hold once zsetup's output went through ZITADEL's setup. */
 async function assertHandedOver(db: TestDatabase, c: pg.Client, statesBefore: { projection: ProjectionName; instance: string }[]): Promise<void> {
+  // As zsetup left them, before ZITADEL's guarded DDL could add anything: ZITADEL's tables of REF or of MAIN.
+  const [ref, main] = [await projectionTablesDiff(c, 'ref'), await projectionTablesDiff(c, 'main')];
+  expect.soft(ref.length === 0 || main.length === 0 ? [] : ref.length <= main.length ? ref : main,
+    "zsetup's projection tables equal ZITADEL's DDL (REF or MAIN)").toEqual([]);
   const run = await runSetup(db.url, { initProjections: true, keepGoing: true });
   expect.soft(notOk(run), 'ZITADEL setup (REF, MAIN, IDX, --init-projections): every step skipped or succeeded').toEqual([]);
   expect.soft(await projectionTablesDiff(c, 'final'), "the six projections' tables equal ZITADEL's DDL").toEqual([]);
@@ -185,27 +189,65 @@ async function assertHandedOver(db: TestDatabase, c: pg.Client, statesBefore: { 
   await assertCatchUp(c, instances, statesBefore);
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// The legacy handler state of a pre-v2.39 database (tables of 01_tables), which step 15 carries over
+
+/** Positions and a failure of handlers zsetup does not manage, in the legacy tables step 15 reads. */
+async function arrangeLegacyHandlerState(c: pg.Client): Promise<void> {
+  await createLegacyHandlerTables(c);
+  await c.query(`INSERT INTO auth.current_sequences (view_name, current_sequence, instance_id, last_successful_spooler_run)
+    SELECT 'auth.users2', max(event_sequence), instance_id, max(creation_date) FROM eventstore.events WHERE instance_id <> '' GROUP BY instance_id`);
+  await c.query(`INSERT INTO projections.current_sequences (projection_name, aggregate_type, current_sequence, instance_id, "timestamp")
+    SELECT 'projections.login_names3', 'user', max(event_sequence), instance_id, max(creation_date) FROM eventstore.events
+    WHERE instance_id <> '' AND aggregate_type = 'user' GROUP BY instance_id`);
+  await c.query(`INSERT INTO projections.failed_events (projection_name, failed_sequence, failure_count, error, instance_id, last_failed)
+    SELECT 'projections.login_names3', min(event_sequence), 3, 'boom', instance_id, now() FROM eventstore.events
+    WHERE instance_id <> '' AND aggregate_type = 'user' GROUP BY instance_id`);
+}
+
+/** Step 15's effect, whoever produced it: each legacy position and failure is in current_states / failed_events2. */
+async function assertLegacyStateCarriedOver(c: pg.Client): Promise<void> {
+  const states = await c.query(`SELECT projection_name, instance_id, "position"::text AS p FROM projections.current_states
+    WHERE projection_name IN ('auth.users2', 'projections.login_names3') ORDER BY 1, 2`);
+  const expected = await c.query(`
+    SELECT 'auth.users2' AS projection_name, s.instance_id, e."position"::text AS p FROM auth.current_sequences s
+      JOIN eventstore.events2 e ON e.instance_id = s.instance_id AND e."sequence" = s.current_sequence
+    UNION ALL
+    SELECT s.projection_name, s.instance_id, e."position"::text FROM projections.current_sequences s
+      JOIN eventstore.events2 e ON e.instance_id = s.instance_id AND e.aggregate_type = s.aggregate_type AND e."sequence" = s.current_sequence
+    ORDER BY 1, 2`);
+  expect(expected.rows.length).toBeGreaterThanOrEqual(6);
+  expect.soft(states.rows, "step 15's copy of the legacy handler positions").toEqual(expected.rows);
+  const failed = await c.query(`SELECT projection_name, instance_id, failed_sequence::text AS s, failure_count, error FROM projections.failed_events2
+    WHERE projection_name = 'projections.login_names3' ORDER BY 2`);
+  const expectedFailed = await c.query(`SELECT projection_name, instance_id, failed_sequence::text AS s, failure_count, error FROM projections.failed_events ORDER BY 2`);
+  expect.soft(failed.rows, "step 15's copy of the legacy failed events").toEqual(expectedFailed.rows);
+}
+
 describe('hand-off to ZITADEL setup', () => {
-  it('legacy database → zsetup migrate --init-projections → ZITADEL setup completes and catches up exactly', { timeout: TIMEOUT }, async () => {
-    const { db, c } = await database();
-    await seed(db);
-    await createInitObjects(c); // a database ZITADEL's init made has eventstore.unique_constraints
-    const migrated = await zsetupMigrate(db);
-    expect.soft(migrated.code, migrated.stderr).toBe(0);
-    expect.soft(await missingProjectionTables(c), 'zsetup created every table of the six projections').toEqual([]);
-    const states = await sixStates(c);
-    expect(states.length).toBeGreaterThan(0);
-    await assertHandedOver(db, c, states);
-  });
+  for (const legacyTables of [false, true]) {
+    const shape = legacyTables ? " with 01_tables' legacy handler tables" : ' as seeded';
+    it(`legacy database${shape} → zsetup migrate --init-projections → ZITADEL setup completes and catches up exactly`, { timeout: TIMEOUT }, async () => {
+      const { db, c } = await database();
+      await seed(db);
+      await createInitObjects(c); // a database ZITADEL's init made has eventstore.unique_constraints
+      if (legacyTables) await arrangeLegacyHandlerState(c);
+      const migrated = await zsetupMigrate(db);
+      expect.soft(migrated.code, migrated.stderr).toBe(0);
+      expect.soft(await missingProjectionTables(c), 'zsetup created every table of the six projections').toEqual([]);
+      const states = await sixStates(c);
+      expect(states.length).toBeGreaterThan(0);
+      await assertHandedOver(db, c, states);
+      if (legacyTables) await assertLegacyStateCarriedOver(c);
+    });
+  }
 
   it('"real v2" database (ZITADEL ran 14…47) → zsetup migrate --init-projections → the rest of setup completes and catches up exactly', { timeout: TIMEOUT }, async () => {
     const { db, c } = await database();
     await seed(db);
     await createInitObjects(c);
-    await createLegacyHandlerTables(c);
-    // A view handler's legacy position, which step 15 carries over into current_states.
-    await c.query(`INSERT INTO auth.current_sequences (view_name, current_sequence, instance_id, last_successful_spooler_run)
-      SELECT 'auth.users2', max(event_sequence), instance_id, max(creation_date) FROM eventstore.events WHERE instance_id <> '' GROUP BY instance_id`);
+    await arrangeLegacyHandlerState(c);
     const v2 = await runSetup(db.url, { versions: ['ref'], stopAfter: '47_fill_membership_fields' });
     expect(notOk(v2), 'ZITADEL v2 itself runs 14…47 on the legacy database').toEqual([]);
     expect(v2.outcomes.at(-1)?.name).toBe('47_fill_membership_fields');
@@ -222,6 +264,7 @@ describe('hand-off to ZITADEL setup', () => {
     const states = await sixStates(c);
     expect(states.length).toBeGreaterThan(0);
     await assertHandedOver(db, c, states);
+    await assertLegacyStateCarriedOver(c);
   });
 
   describe.runIf(presets)('zsetup seed --zitadel-version presets', () => {
