@@ -1,108 +1,191 @@
 /**
- * Benchmark of the projection prefill: zsetup's projection steps under the runner, as init-projections
- * runs them (ordered batches folded in memory, written in bulk, projections and instances in parallel) against a per-event handler written the way the reference system's
- * projections work (events read 1,000 at a time, one statement per change, each event inside its own
- * SAVEPOINT, the position upserted once per batch, one projection after another), on two copies of one
- * seeded database. Checks both give identical tables and positions; prints events per second and the ratio.
+ * Benchmark of the projection prefill, measured as a user runs it: `zsetup init-projections` as its own
+ * process (node bin/zsetup.js … --database <url>), timed from spawn to exit, against a re-creation of
+ * ZITADEL's projection handler (bench/reference-handler.ts: parallel instance workers, batches of 1,000,
+ * a savepoint per statement, its own SQL per event type), on copies of one seeded database.
  *
- *   npx tsc -p . && node_modules/.bin/node dist/bench/projections.js [--events 1000000] [--instances 10] [--concurrency 2]
- *        [--keep-source] [--source <database>]
+ *   npm run bench -- --only projections [--events 1000000,5000000] [--runs 5] [--ref-workers 10]
+ *        [--keep-source] [--source <db>[,<db>…]]
  *
- * Data: seedLegacy (legacy eventstore.events), then the events2 and milestones steps via migrate().
- * `--keep-source` keeps that seeded database (its name is printed); `--source` uses such a database
- * again instead of seeding (it is only read, as the template of the two copies).
+ * Per size: `zsetup seed --events N` and `zsetup migrate` (events2, milestones) build the source once; then
+ * `--runs` rounds, each on two fresh TEMPLATE copies, the two sides interleaved (odd rounds reference first,
+ * even rounds zsetup first), each timed run on a quiet server (checkpoint, no autovacuum worker). After each
+ * round both sides' tables are compared (all twelve projection tables, their column definitions, the six
+ * projections' `current_states` rows and `failed_events2` keys): any difference fails the benchmark.
+ * Prints per round, then the median and the spread of both sides and of the ratio, with `uptime`.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
- * ZSETUP_BENCH_STEPS=1 also prints when each zsetup step started and ended, and the process's CPU time.
- * Each timed run starts on a quiet server: after a checkpoint, with no autovacuum worker running; the
- * reference's database is vacuumed (untimed) before the zsetup run. The zsetup run shares this process
- * with the reference run, whose per-event handler has already run the same reducers and validation.
  */
-import os from 'node:os';
-import { pathToFileURL } from 'node:url';
+import { execFileSync, spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { openDatabase, type Database } from '../src/db/connection.js';
-import { migrate } from '../src/migrate.js';
-import { applyEventByEvent, reduceBatch } from '../src/projections/batch.js';
-import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
-import { ensureTables } from '../src/projections/ddl.js';
-import { captureEndPoint, listInstances } from '../src/projections/events.js';
-import { compileProjection, type ProjectionModel } from '../src/projections/model.js';
-import { OffsetCounter, recordFailures, writeState, type FailedEvent } from '../src/projections/state.js';
-import type { ProjectionEvent } from '../src/projections/types.js';
-import { seedLegacy } from '../src/seed/index.js';
-import { events2Step } from '../steps/01-events2.js';
-import { milestonesStep } from '../steps/02-milestones.js';
-import { projectionSteps } from '../steps/03-projections.js';
+import { REFERENCE_TABLES } from './reference-ddl.js';
+import { referencePrefill } from './reference-handler.js';
 import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
-const MODELS = BUILTIN_PROJECTIONS.map(compileProjection);
-const ORDER = `"position", in_tx_order, aggregate_type, aggregate_id, "sequence"`;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = path.join(ROOT, 'bin', 'zsetup.js');
+const PROJECTIONS = ['projections.instances', 'projections.orgs1', 'projections.projects4', 'projections.apps7', 'projections.users14', 'projections.milestones3'];
+/** ZITADEL's worker count when the pool reports no limit (and for a pool of ≥ 40 connections); capped at the instances. */
+const DEFAULT_REF_WORKERS = 10;
+
+interface Round { readonly refMs: number; readonly zsMs: number; readonly events: number; readonly zsEvents: number; readonly differ: readonly string[] }
 
 /** Runs the benchmark; `argv` are the flags only. */
 export async function benchProjections(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: {
-    events: { type: 'string', default: '1000000' },
-    instances: { type: 'string', default: '10' },
-    concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
+    events: { type: 'string', default: '1000000,5000000' },
+    runs: { type: 'string', default: '5' },
+    'ref-workers': { type: 'string', default: String(DEFAULT_REF_WORKERS) },
     'keep-source': { type: 'boolean', default: false },
     source: { type: 'string' },
   }, strict: false });
-  const events = Number(values.events);
-  const instances = Number(values.instances);
-  const concurrency = Number(values.concurrency);
+  const sizes = String(values.events).split(',').map(Number);
+  const sources = typeof values.source === 'string' ? values.source.split(',') : [];
+  const runs = Number(values.runs);
+  const workers = Number(values['ref-workers']);
   const server = await benchServer();
-  const source = typeof values.source === 'string' ? values.source : undefined;
-  const names = { src: source ?? dbName('zbenchp', 'src'), ref: dbName('zbenchp', 'ref'), zs: dbName('zbenchp', 'zs') };
-  const keep = new Set(source || values['keep-source'] ? [names.src] : []);
-  const admin = (text: string) => query(server.url, text);
+  let failed = false;
   try {
-    const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
-    if (source) {
-      const n = (await query(urlFor(server.url, source), `SELECT count(*)::int AS n, count(DISTINCT instance_id)::int AS i FROM eventstore.events2`))[0];
-      log(`PostgreSQL ${version}; source database ${source}: ${n.n.toLocaleString('en-US')} events in events2, ${n.i} instances, concurrency ${concurrency}`);
-    } else {
-      log(`PostgreSQL ${version}; ${events.toLocaleString('en-US')} seeded events, ${instances} instances, concurrency ${concurrency}`);
-      await admin(`CREATE DATABASE ${names.src}`);
-      const t = Date.now();
-      await prepare(urlFor(server.url, names.src), events, instances, concurrency);
-      log(`seeded and moved to events2 in ${seconds(Date.now() - t)}${keep.size ? ` (kept as ${names.src})` : ''}`);
+    log(`PostgreSQL ${(await query(server.url, `SELECT current_setting('server_version') AS v`))[0].v}; Node ${process.version}; `
+      + `reference workers ${workers}; ${runs} interleaved rounds per size`);
+    log(`uptime: ${uptime()}`);
+    const count = sources.length || sizes.length;
+    for (let i = 0; i < count; i++) {
+      const rounds = await benchSize(server.url, sources[i], sizes[i], runs, workers, Boolean(values['keep-source']));
+      failed ||= rounds.some((r) => r.differ.length > 0 || r.zsEvents !== r.events);
     }
-    log(`load average: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-    await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
-    await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
-    if (!keep.size) await admin(`DROP DATABASE ${names.src}`);
-    await settle(server.url);
-    const ref = await timed(urlFor(server.url, names.ref), concurrency, (db) => referencePrefill(db));
-    log(`reference: ${ref.events.toLocaleString('en-US')} events in ${seconds(ref.ms)} = ${rate(ref.events, ref.ms)} events/s`);
-    // The reference's tables were just written for half a minute: vacuumed now, untimed, autovacuum does
-    // not work on them during the zsetup run.
-    await query(urlFor(server.url, names.ref), 'VACUUM ANALYZE');
-    await settle(server.url);
-    const zs = await timed(urlFor(server.url, names.zs), concurrency, (db) => zsetupPrefill(db, concurrency));
-    log(`zsetup:    ${zs.events.toLocaleString('en-US')} events in ${seconds(zs.ms)} = ${rate(zs.events, zs.ms)} events/s (peak RSS ${Math.round(zs.peakRss / 2 ** 20)} MiB)`);
-    const diff = await compare(urlFor(server.url, names.ref), urlFor(server.url, names.zs));
-    log(`tables and current_states identical: ${diff.length === 0 ? 'yes' : `NO (${diff.join(', ')})`}`);
-    log(`ratio: zsetup is ${(ref.ms / zs.ms).toFixed(1)}x the reference (load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
-    if (diff.length || zs.events !== ref.events) process.exitCode = 1;
+    log(`uptime: ${uptime()}`);
+    if (failed) {
+      log('FAILED: the two sides did not produce the same tables (see MISMATCH above)');
+      process.exitCode = 1;
+    }
   } finally {
-    for (const n of Object.values(names)) if (!keep.has(n)) await admin(`DROP DATABASE IF EXISTS ${n} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
 }
 
-/** Seeds the legacy table, then runs the events2 and milestones steps, as an upgrade would. */
-async function prepare(url: string, events: number, instances: number, concurrency: number): Promise<void> {
-  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: concurrency + 4 });
+async function benchSize(server: string, source: string | undefined, events: number, runs: number, workers: number, keep: boolean): Promise<Round[]> {
+  const src = source ?? dbName('zbenchp', 'src');
   try {
-    await seedLegacy(database, { events, instances, seed: 1 });
-    const r = await migrate(database, { steps: [events2Step, milestonesStep], lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench' });
-    const failed = r.steps.find((s) => s.status !== 'succeeded');
-    if (failed) throw new Error(`step ${failed.id} ${failed.status}: ${failed.error?.message}`);
-    await database.pool.query('VACUUM ANALYZE eventstore.events2');
+    if (!source) {
+      const t = Date.now();
+      await admin(server, `CREATE DATABASE ${src}`);
+      await seed(urlFor(server, src), events);
+      log(`\n${events.toLocaleString('en-US')} seeded events: seeded and migrated in ${seconds(Date.now() - t)}${keep ? ` (kept as ${src})` : ''}`);
+    } else log(`\nsource database ${src}`);
+    const n = (await query(urlFor(server, src), `SELECT count(*)::int AS n, count(DISTINCT instance_id)::int AS i FROM eventstore.events2`))[0];
+    log(`${n.n.toLocaleString('en-US')} events in events2, ${n.i} instance ids`);
+    const rounds: Round[] = [];
+    for (let i = 1; i <= runs; i++) rounds.push(await round(server, src, i, workers));
+    summarize(rounds);
+    return rounds;
   } finally {
-    await database.close();
+    if (!source && !keep) await admin(server, `DROP DATABASE IF EXISTS ${src} WITH (FORCE)`).catch(() => {});
   }
+}
+
+/** The source as a user makes one: `zsetup seed`, then `zsetup migrate` (events2, milestones). */
+async function seed(url: string, events: number): Promise<void> {
+  execFileSync(process.execPath, [BIN, 'seed', '--events', String(events), '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, [BIN, 'migrate', '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await query(url, 'VACUUM ANALYZE');
+}
+
+/** One round: both sides on their own copy, in alternating order, then the comparison. */
+async function round(server: string, src: string, i: number, workers: number): Promise<Round> {
+  const ref = dbName('zbenchp', 'ref');
+  const zs = dbName('zbenchp', 'zs');
+  try {
+    await admin(server, `CREATE DATABASE ${ref} TEMPLATE ${src}`);
+    await admin(server, `CREATE DATABASE ${zs} TEMPLATE ${src}`);
+    const sides = {
+      ref: async () => { const t = performance.now(); const r = await referencePrefill(urlFor(server, ref), workers); return { ms: performance.now() - t, events: r.events }; },
+      zs: async () => zsetupProcess(urlFor(server, zs)),
+    };
+    const order = i % 2 === 1 ? (['ref', 'zs'] as const) : (['zs', 'ref'] as const);
+    const out: Record<string, { ms: number; events: number }> = {};
+    for (const side of order) {
+      await settle(server);
+      out[side] = await sides[side]();
+      // Untimed: the tables just written are vacuumed, so autovacuum does not work on them during the other side's run.
+      await query(urlFor(server, side === 'ref' ? ref : zs), 'VACUUM ANALYZE');
+    }
+    const differ = await compare(urlFor(server, ref), urlFor(server, zs));
+    const r: Round = { refMs: out.ref.ms, zsMs: out.zs.ms, events: out.ref.events, zsEvents: out.zs.events, differ };
+    log(`round ${i} (${order.join(' then ')}): reference ${seconds(r.refMs)} (${rate(r.events, r.refMs)} events/s), `
+      + `zsetup process ${seconds(r.zsMs)} (${rate(r.zsEvents, r.zsMs)} events/s), ratio ${(r.refMs / r.zsMs).toFixed(1)}x; `
+      + `${r.events.toLocaleString('en-US')} / ${r.zsEvents.toLocaleString('en-US')} events; load ${uptime().replace(/.*load average: /, '')}`);
+    for (const d of differ) log(`  MISMATCH ${d}`);
+    return r;
+  } finally {
+    for (const db of [ref, zs]) await admin(server, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+  }
+}
+
+/** `zsetup init-projections` as a separate process, timed as a whole; its events from the JSON result. */
+function zsetupProcess(url: string): Promise<{ ms: number; events: number }> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(process.execPath, [BIN, 'init-projections', '--database', url, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = performance.now() - t;
+      if (code !== 0) return reject(new Error(`zsetup init-projections exited with ${code}:\n${stderr.slice(-2000)}`));
+      const steps = JSON.parse(stdout).steps as { summary?: { events?: number } }[];
+      resolve({ ms, events: steps.reduce((n, s) => n + Number(s.summary?.events ?? 0), 0) });
+    });
+  });
+}
+
+/**
+ * What differs between the two databases: each projection table (rows, and its columns' definitions),
+ * the six projections' `current_states` rows (without last_updated) and `failed_events2` keys and counts
+ * (the error text is each implementation's own).
+ */
+async function compare(a: string, b: string): Promise<string[]> {
+  const inList = PROJECTIONS.map((p) => `'${p}'`).join(', ');
+  const checks: [string, string][] = REFERENCE_TABLES.map((t) => [t, `SELECT * FROM ${t}`]);
+  checks.push(
+    ...REFERENCE_TABLES.map((t): [string, string] => [`${t} columns`, `SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns
+      WHERE table_schema || '.' || table_name = '${t}'`]),
+    ['current_states', `SELECT projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset
+      FROM projections.current_states WHERE projection_name IN (${inList})`],
+    ['failed_events2', `SELECT projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence, failure_count
+      FROM projections.failed_events2 WHERE projection_name IN (${inList})`],
+  );
+  const differ: string[] = [];
+  for (const [label, sql] of checks) {
+    const rows = async (url: string) => (await query(url, `SELECT to_jsonb(x)::text AS j FROM (${sql}) x ORDER BY 1`)).map((r) => r.j as string);
+    const [x, y] = [await rows(a).catch((e) => [`error: ${e.message}`]), await rows(b).catch((e) => [`error: ${e.message}`])];
+    const [inX, inY] = [new Set(x), new Set(y)];
+    const onlyX = x.filter((r) => !inY.has(r));
+    const onlyY = y.filter((r) => !inX.has(r));
+    if (onlyX.length || onlyY.length) {
+      differ.push(`${label}: ${x.length} rows (reference) vs ${y.length} (zsetup); ${onlyX.length} only in the reference, e.g. ${onlyX[0] ?? '-'}; `
+        + `${onlyY.length} only in zsetup's, e.g. ${onlyY[0] ?? '-'}`);
+    }
+  }
+  return differ;
+}
+
+function summarize(rounds: Round[]): void {
+  const ref = rounds.map((r) => r.refMs);
+  const zs = rounds.map((r) => r.zsMs);
+  const ratios = rounds.map((r) => r.refMs / r.zsMs);
+  const spread = (v: number[], f: (n: number) => string) => `${f(Math.min(...v))}–${f(Math.max(...v))}`;
+  const s = (ms: number) => (ms / 1000).toFixed(2);
+  log(`median of ${rounds.length}: reference ${s(median(ref))} s (${spread(ref, s)}), zsetup process ${s(median(zs))} s (${spread(zs, s)}), `
+    + `ratio ${median(ratios).toFixed(1)}x (${spread(ratios, (n) => n.toFixed(1))}); ratio of the medians ${(median(ref) / median(zs)).toFixed(1)}x`);
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /**
@@ -122,109 +205,9 @@ async function settle(server: string): Promise<void> {
   }
 }
 
-async function timed(url: string, concurrency: number, fn: (db: Database) => Promise<number>) {
-  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: 2 * concurrency + 4 });
-  let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-  try {
-    const started = Date.now();
-    const cpu = process.cpuUsage();
-    const events = await fn(database);
-    const used = process.cpuUsage(cpu);
-    if (process.env.ZSETUP_BENCH_STEPS) log(`  node cpu ${Math.round((used.user + used.system) / 1000)} ms`);
-    return { ms: Date.now() - started, events, peakRss };
-  } finally {
-    clearInterval(sampler);
-    await database.close();
-  }
-}
-
-/** zsetup's prefill as `zsetup init-projections` runs it: the projection steps under the runner. */
-async function zsetupPrefill(database: Database, concurrency: number): Promise<number> {
-  const t0 = Date.now();
-  const onEvent = process.env.ZSETUP_BENCH_STEPS ? (e: { type: string; stepId?: string; result?: { id: string } }) => {
-    if (e.type === 'step-start' || e.type === 'step-end') log(`  +${Date.now() - t0} ms ${e.type} ${e.stepId ?? e.result?.id}`);
-  } : undefined;
-  const r = await migrate(database, { steps: projectionSteps(MODELS), lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench', onEvent });
-  const failed = r.steps.find((s) => s.status !== 'succeeded');
-  if (failed) throw new Error(`step ${failed.id} ${failed.status}: ${failed.error?.message}`);
-  if (process.env.ZSETUP_BENCH_STEPS) for (const s of r.steps) log(`  ${s.id}: ${s.durationMs} ms`);
-  return r.steps.reduce((n, s) => n + Number(s.summary?.events ?? 0), 0);
-}
-
-/**
- * The reference handler: per projection, per instance, read the next 1,000 events ordered after the
- * stored position, apply each event's statements inside its own savepoint (a failure is recorded and
- * skipped), upsert the position, commit; repeat while a full batch came back.
- */
-async function referencePrefill(database: Database): Promise<number> {
-  const { position: endPoint } = await captureEndPoint(database.pool);
-  const client = await database.pool.connect();
-  let total = 0;
-  try {
-    for (const model of MODELS) {
-      await ensureTables(client, model);
-      for (const instance of await listInstances(client)) total += await referenceInstance(client, model, instance, endPoint);
-    }
-  } finally {
-    client.release();
-  }
-  return total;
-}
-
-async function referenceInstance(client: pg.PoolClient, model: ProjectionModel, instance: string, endPoint: string): Promise<number> {
-  let last: ProjectionEvent | null = null;
-  let total = 0;
-  const offset = new OffsetCounter(null, 0);
-  for (;;) {
-    const after = last ? `AND (${ORDER}) > ($5::numeric, $6::int, $7::text, $8::text, $9::bigint)` : '';
-    const values: unknown[] = [instance, model.aggregateTypes, model.eventTypes, endPoint];
-    if (last) values.push(last.position, last.inTxOrder, last.aggregateType, last.aggregateId, last.sequence);
-    const r = await client.query({
-      text: `SELECT aggregate_type, aggregate_id, event_type, "sequence", revision, creator, owner, payload, "position", in_tx_order,
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at
-             FROM eventstore.events2 WHERE instance_id = $1 AND aggregate_type = ANY($2) AND event_type = ANY($3)
-               AND "position" < $4::numeric ${after} ORDER BY ${ORDER} LIMIT 1000`,
-      values,
-      types: { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig,
-    });
-    if (r.rows.length === 0) return total;
-    const events: ProjectionEvent[] = r.rows.map((row) => ({
-      instanceId: instance, aggregateType: row.aggregate_type, aggregateId: row.aggregate_id, eventType: row.event_type,
-      sequence: Number(row.sequence), revision: Number(row.revision), createdAt: row.created_at, creator: row.creator, owner: row.owner,
-      payload: row.payload === null ? null : JSON.parse(row.payload), position: row.position, inTxOrder: Number(row.in_tx_order),
-    }));
-    await client.query('BEGIN');
-    const { reduced, failures } = reduceBatch(model, events);
-    const all: FailedEvent[] = [...failures];
-    await applyEventByEvent(client, reduced, all);
-    await recordFailures(client, model.name, all);
-    for (const e of events) offset.add(e);
-    last = events[events.length - 1];
-    await writeState(client, model.name, last, offset.value);
-    await client.query('COMMIT');
-    total += events.length;
-    if (events.length < 1000) return total;
-  }
-}
-
-/** Tables (and current_states without last_updated, failed_events2 without times) that differ between two databases. */
-async function compare(a: string, b: string): Promise<string[]> {
-  const tables = MODELS.flatMap((m) => m.tables.map((t) => `SELECT * FROM ${t.name}`));
-  tables.push(
-    `SELECT projection_name, instance_id, aggregate_id, aggregate_type, "sequence", event_date, "position", filter_offset, in_tx_order FROM projections.current_states`,
-    `SELECT projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence, failure_count, error FROM projections.failed_events2`,
-  );
-  const differ: string[] = [];
-  for (const t of tables) {
-    const digest = async (url: string) => (await query(url, `SELECT count(*) AS n, md5(coalesce(string_agg(j, E'\\n' ORDER BY j), '')) AS h FROM (SELECT to_jsonb(x)::text AS j FROM (${t}) x) y`))[0];
-    const [x, y] = [await digest(a), await digest(b)];
-    if (x.n !== y.n || x.h !== y.h) differ.push(`${t.replace(/^SELECT .* FROM /, '')}: ${x.n} vs ${y.n} rows`);
-  }
-  return differ;
-}
-
+const admin = (server: string, text: string) => query(server, text);
 const rate = (n: number, ms: number) => Math.round(n / (ms / 1000)).toLocaleString('en-US');
+const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   benchProjections(process.argv.slice(2)).catch((err) => {
