@@ -189,7 +189,6 @@ async function assertHandedOver(db: TestDatabase, c: pg.Client, statesBefore: { 
   await assertCatchUp(c, instances, statesBefore);
 }
 
-
 // ------------------------------------------------------------------------------------------------
 // The legacy handler state of a pre-v2.39 database (tables of 01_tables), which step 15 carries over
 
