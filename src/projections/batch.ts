@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { isDatabaseError } from '../errors.js';
 import type { StatesShape } from './bookkeeping.js';
-import { BatchFold, type TableWrites } from './fold.js';
+import { BatchFold, type FoldedWrites } from './fold.js';
 import { reduceEvent, type Op, type ProjectionModel } from './model.js';
 import { failuresStatement, OffsetCounter, recordFailures, statesStatement, writeStates, type FailedEvent, type StateUpdate } from './state.js';
 import type { ProjectionEvent } from './types.js';
-import { bulkStatements, copyRows, runScript, writeOp } from './write.js';
+import { bulkStatements, copyRows, runScript, writeOp, type BatchStatement } from './write.js';
 
 /** What writing one batch did. */
 export interface BatchOutcome {
@@ -17,7 +17,8 @@ export interface BatchOutcome {
 /** A batch reduced and folded in memory, ready to be written in one transaction. */
 export interface FoldedBatch {
   readonly events: readonly ProjectionEvent[];
-  readonly writes: readonly TableWrites[];
+  /** Segments of writes, each written after the one before (see BatchFold). */
+  readonly writes: FoldedWrites;
   readonly failures: readonly FailedEvent[];
   /** The new position of every instance the batch touched. */
   readonly states: readonly StateUpdate[];
@@ -106,19 +107,27 @@ export async function writeBatch(
   shape: StatesShape = { inTxOrder: false, filterOffset: true },
 ): Promise<BatchOutcome> {
   const copy = transfer.copy;
-  const plan = bulkStatements(batch.writes, copy);
-  if (batch.failures.length) plan.after.push(failuresStatement(model.name, batch.failures));
+  const plans = batch.writes.map((segment) => bulkStatements(segment, copy));
   try {
-    // Deletions (and upserts) in one round trip, a COPY per table with new rows, then the updates,
-    // failures and positions with the COMMIT.
-    await runScript(client, [{ text: 'BEGIN', values: [] }, ...plan.before]);
-    for (const rows of plan.copies) await copyRows(client, rows);
-    await runScript(client, [...plan.after, statesStatement(model.name, batch.states, shape), { text: 'COMMIT', values: [] }]);
+    // Per segment: deletions (and upserts), a COPY per table with new rows, then the updates, sent in
+    // one round trip with what follows up to the next COPY; failures and positions go with the COMMIT.
+    let script: BatchStatement[] = [{ text: 'BEGIN', values: [] }];
+    for (const plan of plans) {
+      script.push(...plan.before);
+      if (plan.copies.length) {
+        await runScript(client, script);
+        script = [];
+        for (const rows of plan.copies) await copyRows(client, rows);
+      }
+      script.push(...plan.after);
+    }
+    if (batch.failures.length) script.push(failuresStatement(model.name, batch.failures));
+    await runScript(client, [...script, statesStatement(model.name, batch.states, shape), { text: 'COMMIT', values: [] }]);
     return { failed: batch.failures.length, replayed: false };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     if (!isDataError(err)) throw err;
-    if (copy && plan.copies.length && err.code === UNIQUE_VIOLATION) {
+    if (copy && plans.some((p) => p.copies.length) && err.code === UNIQUE_VIOLATION) {
       transfer.copy = false;
       return writeBatch(client, model, batch, transfer, shape);
     }
