@@ -1,6 +1,7 @@
 import { planEvents2 } from '../src/events2/plan.js';
 import { missingMovePrivileges } from '../src/events2/preflight.js';
-import { runEvents2 } from '../src/events2/run.js';
+import { captureState } from '../src/events2/capture.js';
+import { runEvents2, type MoveRequest } from '../src/events2/run.js';
 import type { Events2Checkpoint } from '../src/events2/situation.js';
 import { missingTablePrivileges, relationExists } from '../src/privileges.js';
 import type { Step } from '../src/step.js';
@@ -8,13 +9,18 @@ import { RECORDED_BY } from '../src/zitadel/setup-steps.js';
 
 /**
  * Moves the legacy event store `eventstore.events` to `eventstore.events2` (the reference system's
- * `14_events_push`): cut-off by rename, parallel chunked copy, keys and indexes, verification.
+ * `14_events_push`), online: the old version keeps writing until a cut-over of about a second (capture,
+ * parallel chunked copy, keys and indexes, catch-up, cut-over by rename, verification).
  */
 export const events2Step: Step<Events2Checkpoint> = {
   id: 'events2',
   title: 'move events to eventstore.events2',
   plan: planEvents2,
-  run: runEvents2,
+  run: (ctx) => runEvents2(ctx, 'online'),
+  async isBehind(tx) {
+    // Succeeded with --prepare: the capture is still on, and the cut-over is what is left to do.
+    return (await captureState(tx)).capturing;
+  },
   async preflight(tx) {
     // events2 present: complete, or half-done — the step's own inspection decides what it needs.
     if (await relationExists(tx, 'eventstore.events2')) return [];
@@ -24,7 +30,20 @@ export const events2Step: Step<Events2Checkpoint> = {
   async zitadelSteps(db) {
     // After a move from the legacy table ZITADEL's own step 14 stores only its `done` event: its
     // `started` push fails, events2 not existing yet (spec zitadel-eventstore.md §2 item 4).
-    const r = await db.query<{ moved: boolean }>(`SELECT to_regclass('eventstore.events_old') IS NOT NULL AS moved`);
+    const r = await db.query<{ moved: boolean; prepared: boolean }>(
+      `SELECT to_regclass('eventstore.events_old') IS NOT NULL AS moved, to_regclass('eventstore.events') IS NOT NULL AS prepared`);
+    // Prepared (--prepare) is not moved: the old version still writes eventstore.events.
+    if (r.rows[0].prepared) return [];
     return [{ name: RECORDED_BY.events2, doneOnly: r.rows[0].moved }];
   },
 };
+
+/** The events2 step for one `migrate` request: online (as {@link events2Step}), `--offline` or `--prepare`. */
+export function events2StepFor(request: MoveRequest): Step<Events2Checkpoint> {
+  return { ...events2Step, plan: (ctx) => planEvents2(ctx, request), run: (ctx) => runEvents2(ctx, request) };
+}
+
+/** The step list with the events2 step as `request` asks (the CLI's `--offline` / `--prepare`). */
+export function withMoveRequest(request: MoveRequest, steps: readonly Step<any>[]): Step<any>[] {
+  return steps.map((step) => (step.id === events2Step.id ? events2StepFor(request) : step));
+}

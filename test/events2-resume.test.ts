@@ -7,7 +7,7 @@ import { EXIT } from '../src/errors.js';
 import { planMigrate } from '../src/plan.js';
 import { events2Step } from '../steps/01-events2.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { crashingStep, DIFFERENCE_SQL, run, seedAwkwardLegacy, type CrashPoint } from './events2-support.js';
+import { crashingStep, DIFFERENCE_SQL, MOVED_EVENTS2, offlineStep, run, seedAwkwardLegacy, type CrashPoint } from './events2-support.js';
 
 let tdb: TestDatabase | undefined;
 afterEach(async () => {
@@ -24,7 +24,7 @@ async function legacy(perInstance = 300): Promise<{ t: TestDatabase; database: D
 async function expectComplete(t: TestDatabase, total: number) {
   expect((await t.query(DIFFERENCE_SQL))[0]).toEqual({ missing: 0, extra: 0 });
   const r = await t.query(`
-    SELECT (SELECT count(*)::int FROM eventstore.events2) AS n,
+    SELECT (SELECT count(*)::int FROM (${MOVED_EVENTS2}) m) AS n,
            (SELECT count(*)::int FROM pg_index WHERE indrelid = 'eventstore.events2'::regclass AND indisvalid) AS valid_indexes,
            (SELECT count(*)::int FROM pg_constraint WHERE conname = 'events2_pkey') AS pk,
            to_regclass('zsetup.events2_chunks')::text AS chunks,
@@ -32,7 +32,7 @@ async function expectComplete(t: TestDatabase, total: number) {
   expect(r[0]).toEqual({ n: total, valid_indexes: 4, pk: 1, chunks: null, digests: null });
 }
 
-describe('events2 step: crash and resume', () => {
+describe('events2 step, offline (--offline): crash and resume', () => {
   const points: [string, CrashPoint][] = [
     ['inside the cut-off transaction', { phase: '', inTransaction: 1 }],
     ['inside the 3rd chunk of the copy', { phase: 'copy', inTransaction: 3 }],
@@ -44,7 +44,7 @@ describe('events2 step: crash and resume', () => {
   for (const [name, point] of points) {
     it(`finishes with an exact copy after a crash ${name}`, async () => {
       const { t, database, total } = await legacy();
-      const crashed = (await run(database, [crashingStep(point)])).steps[0];
+      const crashed = (await run(database, [crashingStep(point, offlineStep)])).steps[0];
       expect(crashed.status).toBe('failed');
       expect(crashed.error?.message).toContain('simulated crash');
       if (point.phase === 'copy') {
@@ -70,7 +70,7 @@ describe('events2 step: crash and resume', () => {
         const r = await t.query(`SELECT to_regclass('eventstore.events')::text AS legacy, to_regclass('eventstore.events2')::text AS e2`);
         expect(r[0]).toEqual({ legacy: 'eventstore.events', e2: null });
       }
-      const resumed = (await run(database)).steps[0];
+      const resumed = (await run(database, [offlineStep])).steps[0];
       expect(resumed.error).toBeUndefined();
       expect(resumed.status).toBe('succeeded');
       expect(resumed.summary).toMatchObject({ events: total, verified: true });
@@ -80,11 +80,11 @@ describe('events2 step: crash and resume', () => {
 
   it('checks events2 against the digests stored by the copy, naming a changed instance, and keeps them for the rerun', async () => {
     const { t, database } = await legacy(100);
-    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true })])).steps[0].status).toBe('failed');
+    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true }, offlineStep)])).steps[0].status).toBe('failed');
     const victim = (await t.query(`SELECT instance_id FROM eventstore.events2 WHERE instance_id <> '' ORDER BY instance_id LIMIT 1`))[0].instance_id;
     await t.query(`UPDATE eventstore.events2 SET payload = '{"changed": true}'
       WHERE ctid = (SELECT min(ctid) FROM eventstore.events2 WHERE instance_id = '${victim}')`);
-    const step = (await run(database)).steps[0];
+    const step = (await run(database, [offlineStep])).steps[0];
     expect(step.status).toBe('failed');
     expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
     expect(step.error?.message).toMatch(new RegExp(`1 instance\\(s\\): instance '${victim}': (\\d+) event\\(s\\) in events_old, \\1 in events2, contents differ$`));
@@ -93,26 +93,26 @@ describe('events2 step: crash and resume', () => {
 
   it('uses the digests instead of re-reading events_old: a digest that disagrees with the copy fails the step', async () => {
     const { t, database } = await legacy(100);
-    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true })])).steps[0].status).toBe('failed');
+    expect((await run(database, [crashingStep({ phase: 'verify', onPhase: true }, offlineStep)])).steps[0].status).toBe('failed');
     const victim = (await t.query(`SELECT instance_id FROM zsetup.events2_digests ORDER BY instance_id DESC LIMIT 1`))[0].instance_id;
     await t.query(`UPDATE zsetup.events2_digests SET hash = hash + 1 WHERE (chunk, instance_id) = (SELECT min(chunk), '${victim}' FROM zsetup.events2_digests WHERE instance_id = '${victim}')`);
-    const step = (await run(database)).steps[0];
+    const step = (await run(database, [offlineStep])).steps[0];
     expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
     expect(step.error?.message).toContain(`instance '${victim}'`);
     // With the digest table gone, the check falls back to reading events_old in full, which agrees.
     await t.query(`DROP TABLE zsetup.events2_digests`);
-    const rerun = (await run(database)).steps[0];
+    const rerun = (await run(database, [offlineStep])).steps[0];
     expect(rerun.error).toBeUndefined();
     expect(rerun.status).toBe('succeeded');
   });
 
   it('drops an index left invalid by an interrupted CONCURRENTLY build and rebuilds it', async () => {
     const { t, database, total } = await legacy(100);
-    expect((await run(database, [crashingStep({ phase: 'index', onPhase: true })])).steps[0].status).toBe('failed');
+    expect((await run(database, [crashingStep({ phase: 'index', onPhase: true }, offlineStep)])).steps[0].status).toBe('failed');
     // What a killed CREATE INDEX CONCURRENTLY leaves behind: an invalid index of that name.
     await t.query(`CREATE UNIQUE INDEX CONCURRENTLY es_wm ON eventstore.events2 (instance_id)`).catch(() => {});
     expect((await t.query(`SELECT indisvalid FROM pg_index WHERE indexrelid = 'eventstore.es_wm'::regclass`))[0].indisvalid).toBe(false);
-    expect((await run(database)).steps[0].status).toBe('succeeded');
+    expect((await run(database, [offlineStep])).steps[0].status).toBe('succeeded');
     const r = await t.query(`SELECT indisvalid, pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indexrelid = 'eventstore.es_wm'::regclass`);
     expect(r[0]).toEqual({ indisvalid: true, def: 'CREATE INDEX es_wm ON eventstore.events2 USING btree (aggregate_id, instance_id, aggregate_type, event_type)' });
     await expectComplete(t, total);
@@ -121,7 +121,7 @@ describe('events2 step: crash and resume', () => {
   it('resumes after an earlier tool renamed the table but never copied', async () => {
     const { t, database, total } = await legacy(100);
     await t.query(`ALTER TABLE eventstore.events RENAME TO events_old`);
-    expect((await run(database)).steps[0].status).toBe('succeeded');
+    expect((await run(database, [offlineStep])).steps[0].status).toBe('succeeded');
     await expectComplete(t, total);
   });
 
@@ -131,7 +131,7 @@ describe('events2 step: crash and resume', () => {
       CREATE TABLE eventstore.events2 AS SELECT instance_id, aggregate_type, aggregate_id, event_type, event_sequence AS "sequence",
         substr(aggregate_version, 2)::smallint AS revision, creation_date AS created_at, event_data AS payload, editor_user AS creator,
         resource_owner AS owner, EXTRACT(EPOCH FROM creation_date) AS "position", event_sequence AS in_tx_order FROM eventstore.events_old`);
-    const step = (await run(database)).steps[0];
+    const step = (await run(database, [offlineStep])).steps[0];
     expect(step.error).toBeUndefined();
     expect(step.status).toBe('succeeded');
     await expectComplete(t, total);
@@ -146,7 +146,7 @@ describe('events2 step: crash and resume', () => {
         substr(aggregate_version, 2)::smallint AS revision, creation_date AS created_at, event_data AS payload, editor_user AS creator,
         resource_owner AS owner, EXTRACT(EPOCH FROM creation_date) AS "position", event_sequence::integer AS in_tx_order
         FROM eventstore.events_old WHERE instance_id <> 'inst-b'`);
-    const step = (await run(database)).steps[0];
+    const step = (await run(database, [offlineStep])).steps[0];
     expect(step.error?.exitCode).toBe(EXIT.refused);
     expect(step.error?.message).toContain("instance 'inst-b': 100 event(s) in events_old, 0 in events2");
     expect(step.error?.hint).toContain('DROP TABLE eventstore.events2');
@@ -159,7 +159,7 @@ describe('events2 step: crash and resume', () => {
         substr(aggregate_version, 2)::smallint AS revision, creation_date AS created_at, event_data AS payload, editor_user AS creator,
         resource_owner AS owner, EXTRACT(EPOCH FROM creation_date) AS "position", event_sequence::integer AS in_tx_order FROM eventstore.events;
       DROP TABLE eventstore.events`);
-    const step = (await run(database)).steps[0];
+    const step = (await run(database, [offlineStep])).steps[0];
     expect(step.error?.exitCode).toBe(EXIT.refused);
     expect(step.error?.message).toMatch(/has rows but lacks its primary key.*no eventstore.events_old/);
   });
@@ -178,7 +178,7 @@ describe('events2 dry-run', () => {
   it('reports a legacy move with the exact count and sizes, writing nothing', async () => {
     const { t, database, total } = await legacy(200);
     const before = await snapshot(t);
-    const plan = await planMigrate(database, { steps: [events2Step], stepOptions: { concurrency: 2, exact: true } });
+    const plan = await planMigrate(database, { steps: [offlineStep], stepOptions: { concurrency: 2, exact: true } });
     const report = plan.steps[0];
     expect(report.error).toBeUndefined();
     expect(report.plan?.action).toMatch(/^legacy database: rename eventstore.events to events_old/);
@@ -188,7 +188,7 @@ describe('events2 dry-run', () => {
     expect(report.plan?.details.events2TableBytesEstimate).toBeGreaterThan(0);
     expect(report.plan?.details.diskNeededBytesEstimate).toBeGreaterThan(0);
     expect(report.plan?.estimatedSeconds).toBeGreaterThanOrEqual(0);
-    const estimate = await planMigrate(database, { steps: [events2Step], stepOptions: { concurrency: 2, exact: false } });
+    const estimate = await planMigrate(database, { steps: [offlineStep], stepOptions: { concurrency: 2, exact: false } });
     expect(estimate.steps[0].plan?.details.eventsCounted).toBe('estimate');
     expect(estimate.steps[0].plan?.details.events).toBeGreaterThan(total / 2);
     expect(estimate.steps[0].plan?.details.events).toBeLessThan(total * 2);
@@ -218,11 +218,11 @@ describe.skipIf(!fs.existsSync(new URL('../dist/src/cli/commands/verify.js', imp
       (e) => ({ code: e.code as number, out: JSON.parse(e.stdout), err: e.stderr as string }));
     const nothing = await verify();
     expect(nothing).toMatchObject({ code: 0, out: { status: 'nothing-to-verify' } });
-    expect((await run(database)).steps[0].status).toBe('succeeded');
+    expect((await run(database, [offlineStep])).steps[0].status).toBe('succeeded');
     expect(await verify()).toMatchObject({ code: 0, out: { status: 'equal', events: 154, instances: 4 } });
     await t.query(`DELETE FROM eventstore.events2 WHERE instance_id = 'inst-a' AND "sequence" = 3`);
     const bad = await verify();
-    expect(bad).toMatchObject({ code: 4, out: { status: 'mismatch', mismatches: [{ instanceId: 'inst-a', oldEvents: 51, events2Events: 50 }] } });
-    expect(bad.err).toContain("instance 'inst-a'");
+    expect(bad).toMatchObject({ code: 4, out: { status: 'mismatch', mismatches: [{ instanceId: 'inst-a', movedEvents: 51, missing: 1, differing: 0 }] } });
+    expect(bad.out.mismatches[0].examples).toEqual([expect.objectContaining({ sequence: 3, problem: 'missing' })]);
   });
 });

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, EXIT, ZsetupError } from '../errors.js';
+import { abortMoveCommand } from './commands/abort-move.js';
 import { demoCommand } from './commands/demo.js';
 import { initProjectionsCommand } from './commands/init-projections.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -24,7 +25,7 @@ Database: --database <url> > $ZSETUP_DATABASE_URL > $DATABASE_URL > embedded Pos
 Exit codes: 0 ok/up to date, 1 step failed, 2 usage/config/connection, 3 lock wait ran out,
             4 verification mismatch, 5 refused (unsafe state, nothing written), 130 interrupted.`);
 
-for (const cmd of [migrateCommand(), initProjectionsCommand(), statusCommand(), verifyCommand(), seedCommand(), demoCommand()]) program.addCommand(cmd.exitOverride());
+for (const cmd of [migrateCommand(), initProjectionsCommand(), statusCommand(), verifyCommand(), seedCommand(), demoCommand(), abortMoveCommand()]) program.addCommand(cmd.exitOverride());
 
 try {
   await program.parseAsync(process.argv);

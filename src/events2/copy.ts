@@ -4,7 +4,23 @@ import type { RunContext } from '../step.js';
 import { blocksOf } from './catalog.js';
 import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
-import { blockRange, CHUNKS_TABLE, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { blockRange, CHUNKS_TABLE, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE, LOG_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+
+/** Where the bulk copy reads. */
+export interface CopySource {
+  readonly table: string;
+  /**
+   * Skip the rows whose keys are in the capture queue (the online move): within one statement's
+   * snapshot a captured row and its key become visible together, so every row is copied here or
+   * applied from the queue later, never both and never neither, in whatever order writers commit.
+   */
+  readonly excludeCaptured: boolean;
+}
+
+/** The offline move copies the renamed, frozen table. */
+export const OFFLINE_SOURCE: CopySource = { table: OLD_TABLE, excludeCaptured: false };
+/** The online move copies the live legacy table, minus what the capture queued. */
+export const ONLINE_SOURCE: CopySource = { table: LEGACY_TABLE, excludeCaptured: true };
 
 /** How the cut-off starts from the current state. */
 export interface CutOffOptions {
@@ -37,13 +53,14 @@ export async function cutOff(ctx: RunContext<Events2Checkpoint>, options: CutOff
       // deadlock check cancels it; the build stage switches it back on after its own ANALYZE.
       await sql.raw(`ALTER TABLE ${EVENTS2_TABLE} SET (autovacuum_enabled = off)`).execute(tx);
     }
-    await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum);
+    await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum, OLD_TABLE);
     await ctx.saveCheckpoint(tx, { stage: 'copy', total });
     return total;
   });
 }
 
-async function createChunks(tx: Tx, concurrency: number, serverVersionNum: number): Promise<void> {
+/** Creates the digest table and the chunk list over the blocks of `source` (the last chunk open-ended). */
+export async function createChunks(tx: Tx, concurrency: number, serverVersionNum: number, source: string): Promise<void> {
   // A digest table can only be left over from a move whose tables were dropped by hand since.
   await sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx);
   await sql.raw(`CREATE TABLE ${DIGESTS_TABLE} (
@@ -60,7 +77,7 @@ async function createChunks(tx: Tx, concurrency: number, serverVersionNum: numbe
     events      bigint,
     copied_at   timestamptz
   )`).execute(tx);
-  const r = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf("'eventstore.events_old'::regclass"))} AS blocks`.execute(tx);
+  const r = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${source}'::regclass`))} AS blocks`.execute(tx);
   const blocks = r.rows[0].blocks;
   // Before PostgreSQL 14 a ctid range is a full scan per chunk, not a TID Range Scan: use one chunk.
   const size = serverVersionNum >= 140000 ? chunkBlocks(blocks, concurrency) : Math.max(1, blocks);
@@ -83,7 +100,7 @@ interface Chunk {
  * digest rows and its mark in the chunk list commit in one transaction: a crash loses only the chunks
  * in flight, together with their digests.
  */
-export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number): Promise<number> {
+export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number, source: CopySource = OFFLINE_SOURCE): Promise<number> {
   const r = await sql<{ chunk: number; first_block: number; end_block: number | null; events: number | null; copied_at: Date | null }>`
     SELECT chunk, first_block, end_block, events, copied_at FROM zsetup.events2_chunks ORDER BY chunk`.execute(ctx.db);
   const queue: Chunk[] = r.rows.filter((c) => !c.copied_at).map((c) => ({ chunk: c.chunk, firstBlock: c.first_block, endBlock: c.end_block }));
@@ -95,7 +112,7 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
     for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
       ctx.throwIfStopped();
       // Not `done += await …`: that reads `done` before the await and loses the other workers' chunks.
-      const copied = await copyChunk(ctx, next);
+      const copied = await copyChunk(ctx, next, source);
       done += copied;
       ctx.progress({ phase: 'copy', done, total, unit: 'events' });
     }
@@ -111,10 +128,13 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
  * One statement per chunk: the chunk's mapped rows are read once into `src`, inserted into events2,
  * and summed per instance (count and row hash) into the digest table.
  */
-function copyStatement(chunk: Chunk, serverVersionNum: number): string {
+function copyStatement(chunk: Chunk, serverVersionNum: number, source: CopySource): string {
+  const captured = source.excludeCaptured
+    ? ` AND NOT EXISTS (SELECT 1 FROM ${LOG_TABLE} l WHERE l.instance_id = e.instance_id AND l.event_sequence = e.event_sequence)`
+    : '';
   return `
     WITH src AS MATERIALIZED (
-      SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE} WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}
+      SELECT ${MAPPED_COLUMNS} FROM ${source.table} e WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}${captured}
     ), copied AS (
       INSERT INTO ${EVENTS2_TABLE} SELECT * FROM src
     )
@@ -123,7 +143,7 @@ function copyStatement(chunk: Chunk, serverVersionNum: number): string {
     FROM src GROUP BY instance_id`;
 }
 
-async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk): Promise<number> {
+async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk, source: CopySource): Promise<number> {
   return ctx.transaction(async (tx) => {
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
     // Durability can wait: the chunk's rows, its digests and its mark are one transaction, so a commit
@@ -133,7 +153,7 @@ async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk): Prom
     await sql`SET LOCAL synchronous_commit = off`.execute(tx);
     // The chunk's rows stay in memory for the two reads of `src` (a chunk is at most 64 MB of blocks).
     await sql`SET LOCAL work_mem = '256MB'`.execute(tx);
-    await sql.raw(copyStatement(chunk, ctx.database.serverVersionNum)).execute(tx);
+    await sql.raw(copyStatement(chunk, ctx.database.serverVersionNum, source)).execute(tx);
     const marked = await sql<{ events: number }>`
       UPDATE zsetup.events2_chunks
       SET events = (SELECT coalesce(sum(events), 0) FROM zsetup.events2_digests WHERE chunk = ${chunk.chunk}), copied_at = clock_timestamp()
@@ -145,11 +165,11 @@ async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk): Prom
 }
 
 /** Ends the copy: every chunk must be marked; the chunk list goes, the checkpoint moves to `build`. */
-export async function finishCopy(ctx: RunContext<Events2Checkpoint>, total: number): Promise<void> {
+export async function finishCopy(ctx: RunContext<Events2Checkpoint>, total: number, next: Events2Checkpoint = { stage: 'build', total }): Promise<void> {
   await ctx.transaction(async (tx) => {
     const r = await sql<{ left: number }>`SELECT count(*)::int AS left FROM zsetup.events2_chunks WHERE copied_at IS NULL`.execute(tx);
     if (r.rows[0].left > 0) throw new Error(`${r.rows[0].left} chunk(s) are not copied yet`);
     await sql.raw(`DROP TABLE ${CHUNKS_TABLE}`).execute(tx);
-    await ctx.saveCheckpoint(tx, { stage: 'build', total });
+    await ctx.saveCheckpoint(tx, next);
   });
 }

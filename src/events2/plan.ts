@@ -1,8 +1,10 @@
 import { sql } from 'kysely';
 import type { PlanContext, StepPlan } from '../step.js';
 import { blocksOf, rowCount, type Queryable } from './catalog.js';
-import { describeSituation, detectSituation, type Events2Checkpoint } from './situation.js';
-import { MAPPED_ROW, OLD_TABLE } from './sql.js';
+import { CUT_OVER_LOCK_TIMEOUT_MS, DRAIN_TARGET } from './cut-over.js';
+import type { MoveRequest } from './run.js';
+import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
+import { LEGACY_TABLE, LOG_TABLE, MAPPED_ROW, OLD_TABLE } from './sql.js';
 
 /**
  * Measured on the benchmark machine: a whole move (copy, four index builds, ANALYZE, verify) takes
@@ -16,13 +18,14 @@ const INDEX_ENTRY_OVERHEAD = 16;
 const BTREE_FILL = 0.9;
 
 /** The dry-run of the events2 step: what it would do and what it would cost. Reads only. */
-export async function planEvents2(ctx: PlanContext): Promise<StepPlan> {
+export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'online'): Promise<StepPlan> {
   const checkpoint = (ctx.state?.checkpoint ?? null) as Events2Checkpoint | null;
   const situation = await detectSituation(ctx.tx, checkpoint);
-  const action = describeSituation(situation);
+  const online = situation.kind === 'online' || (situation.kind === 'legacy' && request !== 'offline');
+  const action = describeSituation(situation, online ? 'online' : 'offline') + (request === 'prepare' && online ? '; --prepare: stops before the cut-over' : '');
   if (situation.kind === 'done') return { action, willChange: false, details: {} };
   if (situation.kind === 'fresh' || situation.kind === 'finish-empty') return { action, willChange: true, details: { events: 0 } };
-  const source = situation.kind === 'legacy' ? 'eventstore.events' : OLD_TABLE;
+  const source = situation.kind === 'legacy' || (situation.kind === 'online' && situation.checkpoint.stage !== 'verify') ? LEGACY_TABLE : OLD_TABLE;
   const sample = await timeSample(ctx.tx, source);
   const counted = await rowCount(ctx.tx, source, ctx.options.exact);
   // A table never analysed has no estimate: scale the sample up instead.
@@ -30,16 +33,18 @@ export async function planEvents2(ctx: PlanContext): Promise<StepPlan> {
   const sizes = await sourceSizes(ctx.tx, source);
   const heap = Math.round(count.rows * (sample.rowBytes + 28) / 0.97);
   const indexes = Math.round(count.rows * (sample.keyBytes + 4 * INDEX_ENTRY_OVERHEAD) / BTREE_FILL);
-  const copied = situation.kind === 'resume' && situation.stage === 'build';
+  const copied = (situation.kind === 'resume' && situation.stage === 'build') || (situation.kind === 'online' && situation.checkpoint.stage !== 'copy');
   const notes = [
     `disk: about ${formatMb(heap + indexes)} for events2 and its indexes, plus write-ahead log of similar size until the next checkpoint (max_wal_size ${sizes.maxWalSize})`,
     'eventstore.events_old is kept as the rollback path; drop it yourself once the new version runs well',
   ];
   if (!count.exact) notes.push('event count is PostgreSQL\'s estimate; --exact counts them');
+  const onlineDetails = online ? await planOnline(ctx, situation, sample, notes) : {};
   return {
     action,
     willChange: true,
     details: {
+      ...onlineDetails,
       source,
       events: count.rows,
       eventsCounted: count.exact ? 'exact' : 'estimate',
@@ -101,4 +106,41 @@ async function sourceSizes(tx: Queryable, source: string): Promise<{ table: numb
 
 function formatMb(bytes: number): string {
   return `${Math.ceil(bytes / 1024 / 1024).toLocaleString('en-US')} MB`;
+}
+
+/** Time the cut-over's drain takes per event under the lock, as a multiple of reading one sample row. */
+const DRAIN_TO_SAMPLE_ROW = 20;
+
+/**
+ * The online move's figures: how fast the old version writes now (inserts counted by PostgreSQL over
+ * one second), what waits in the capture queue, and the expected downtime: the wait for the lock
+ * (at most its timeout) plus draining at most {@link DRAIN_TARGET} events by primary key under it.
+ */
+async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample, notes: string[]): Promise<Record<string, unknown>> {
+  const inserts = async () => {
+    await sql`SELECT pg_stat_clear_snapshot()`.execute(ctx.tx);
+    const r = await sql<{ n: string | null }>`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relid = to_regclass(${LEGACY_TABLE})`.execute(ctx.tx);
+    return Number(r.rows[0]?.n ?? 0);
+  };
+  const capturing = situation.kind === 'online' && situation.checkpoint.stage !== 'verify';
+  let writeRate: number | null = null;
+  if (situation.kind === 'legacy' || capturing) {
+    const before = await inserts();
+    await new Promise((r) => setTimeout(r, 1000));
+    writeRate = Math.max(0, (await inserts()) - before);
+  }
+  const queued = capturing ? Number((await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${sql.raw(LOG_TABLE)}`.execute(ctx.tx)).rows[0].n) : null;
+  const perRowMs = sample.rows > 0 ? sample.ms / sample.rows : 0.01;
+  const downtimeMs = situation.kind === 'online' && situation.checkpoint.stage === 'verify'
+    ? 0
+    : CUT_OVER_LOCK_TIMEOUT_MS + Math.min(DRAIN_TARGET, Math.max(1, writeRate ?? 0)) * perRowMs * DRAIN_TO_SAMPLE_ROW;
+  notes.push(`online: the old version keeps writing until the cut-over; writers are blocked only during it (expected ${(downtimeMs / 1000).toFixed(2)} s per attempt), then fail with 42P01 until the new version runs`);
+  return {
+    online: true,
+    stage: situation.kind === 'online' ? situation.checkpoint.stage : 'capture',
+    oldVersionInsertsPerSecond: writeRate,
+    captureBacklog: queued,
+    expectedDowntimeSeconds: Number((downtimeMs / 1000).toFixed(2)),
+    cutOverLockTimeoutMs: CUT_OVER_LOCK_TIMEOUT_MS,
+  };
 }

@@ -4,14 +4,35 @@ import type { RunContext, StepSummary } from '../step.js';
 import { EVENTS2_PRIMARY_KEY } from '../schema.js';
 import { buildEvents2 } from './build.js';
 import { copyChunks, cutOff, finishCopy } from './copy.js';
+import { runOnline } from './online.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
 import { createEvents2Table, createIndex, DIGESTS_TABLE, EVENTS2_INDEX_SPECS } from './sql.js';
 import { describeMismatches, verifyEvents2, verifyWithDigests } from './verify.js';
 
-/** Runs the events2 step from whatever state the database is in (see {@link detectSituation}). */
-export async function runEvents2(ctx: RunContext<Events2Checkpoint>): Promise<StepSummary> {
+/**
+ * What `migrate` asked of the move: `online` (the default), `offline` (`--offline`: cut the old version
+ * off first), or `prepare` (`--prepare`: online, everything but the cut-over).
+ */
+export type MoveRequest = 'online' | 'offline' | 'prepare';
+
+/**
+ * Runs the events2 step from whatever state the database is in (see {@link detectSituation}). The
+ * request only decides how a legacy database starts: a move under way continues the way it began.
+ */
+export async function runEvents2(ctx: RunContext<Events2Checkpoint>, request: MoveRequest = 'online'): Promise<StepSummary> {
   const situation = await detectSituation(ctx.db, ctx.checkpoint);
-  if (situation.kind !== 'resume' || ctx.attempt === 1) ctx.log(describeSituation(situation));
+  const online = request !== 'offline';
+  if ((situation.kind !== 'resume' && situation.kind !== 'online') || ctx.attempt === 1) ctx.log(describeSituation(situation, online ? 'online' : 'offline'));
+  const end = request === 'prepare' ? 'prepare' : 'cut-over';
+  if (situation.kind === 'online') return runOnline(ctx, situation.checkpoint, end);
+  if (situation.kind === 'legacy' && online) return runOnline(ctx, null, end);
+  // Old writers are already cut off in these: there is nothing to prepare ahead of a cut-over.
+  if (request === 'prepare' && ['resume', 'renamed', 'adopt-empty', 'foreign-copy'].includes(situation.kind)) {
+    throw new RefusedError(
+      `--prepare prepares an online move of the legacy eventstore.events, but here: ${describeSituation(situation)}; nothing was changed`,
+      'run `zsetup migrate` without --prepare',
+    );
+  }
   switch (situation.kind) {
     case 'done':
       return { message: `${describeSituation(situation)}; nothing was changed`, alreadyDone: true };

@@ -1,13 +1,26 @@
 import { sql } from 'kysely';
 import { RefusedError } from '../errors.js';
+import { captureState } from './capture.js';
 import { eventTables, events2Shape, isComplete, referenceStepDone, type Events2Shape, type Queryable } from './catalog.js';
+import type { CutOverRecord } from './cut-over.js';
+
+/** How a legacy database is moved: online (the default) or offline (`--offline`: cut the old version off first). */
+export type MoveMode = 'online' | 'offline';
 
 /** The step's checkpoint in `zsetup.steps`; the copy's done set lives in `zsetup.events2_chunks`. */
 export interface Events2Checkpoint {
-  /** `copy`: the cut-off committed, chunks are being copied; `build`: the copy is complete. */
-  readonly stage: 'copy' | 'build';
-  /** Legacy events counted at the cut-off. */
+  /**
+   * `copy`: chunks are being copied; `build`: the copy is complete. Online only: `catch-up`: indexes
+   * built, the queue is being applied and the cut-over tried; `verify`: cut over, events_old to verify.
+   */
+  readonly stage: 'copy' | 'build' | 'catch-up' | 'verify';
+  /** Legacy events counted at the cut-off (online: by the validating scan before the capture). */
   readonly total: number;
+  /** Absent for the offline move. */
+  readonly mode?: 'online';
+  /** Online: events2 matched the digests once before the cut-over. */
+  readonly events2Verified?: boolean;
+  readonly cutOver?: CutOverRecord;
 }
 
 /** What the database looks like to the events2 step, and so what running it does. */
@@ -26,14 +39,19 @@ export type Situation =
   | { readonly kind: 'foreign-copy'; readonly shape: Events2Shape }
   /** zsetup's own run, interrupted. */
   | { readonly kind: 'resume'; readonly stage: Events2Checkpoint['stage']; readonly total: number }
+  /** zsetup's online move, interrupted or prepared: the old version may still be writing. */
+  | { readonly kind: 'online'; readonly checkpoint: Events2Checkpoint }
   /** Nothing to do. */
   | { readonly kind: 'done'; readonly reason: string };
 
 /** One line describing a situation, for the dry-run and logs. */
-export function describeSituation(s: Situation): string {
+export function describeSituation(s: Situation, mode: MoveMode = 'offline'): string {
   switch (s.kind) {
     case 'fresh': return 'fresh database: create eventstore.events2 with its primary key and indexes';
-    case 'legacy': return 'legacy database: rename eventstore.events to events_old, copy every event to eventstore.events2, build keys and indexes, verify';
+    case 'legacy': return mode === 'online'
+      ? 'legacy database, online move: capture new events of the old version, copy every event to eventstore.events2, build keys and indexes, catch up, then cut over in one short transaction (rename eventstore.events to events_old), verify'
+      : 'legacy database: rename eventstore.events to events_old, copy every event to eventstore.events2, build keys and indexes, verify';
+    case 'online': return describeOnline(s.checkpoint);
     case 'renamed': return 'eventstore.events was already renamed to events_old (an earlier attempt stopped before copying): copy from events_old, build keys and indexes, verify';
     case 'adopt-empty': return 'an empty eventstore.events2 exists next to events_old: copy into it, build keys and indexes, verify';
     case 'finish-empty': return 'an empty, incomplete eventstore.events2 exists: add its missing keys and indexes';
@@ -49,6 +67,7 @@ export function describeSituation(s: Situation): string {
  */
 export async function detectSituation(db: Queryable, checkpoint: Events2Checkpoint | null): Promise<Situation> {
   const t = await eventTables(db);
+  if (checkpoint?.mode === 'online' && t.events2) return checkOnline(db, checkpoint, t);
   if (checkpoint && t.events2) {
     if (checkpoint.stage === 'copy' && !(t.old && t.chunks)) {
       throw new RefusedError(
@@ -68,9 +87,12 @@ export async function detectSituation(db: Queryable, checkpoint: Events2Checkpoi
   }
   const shape = await events2Shape(db);
   if (t.legacy) {
+    const capture = await captureState(db);
     throw new RefusedError(
-      'both eventstore.events and eventstore.events2 exist and no finished move is recorded',
-      'an old version may still be writing to eventstore.events: stop it, then either drop the unused table or rename eventstore.events to events_old and rerun',
+      `both eventstore.events and eventstore.events2 exist and no finished move is recorded${capture.capturing ? " (zsetup's capture is on, but its record in zsetup.steps is gone)" : ''}`,
+      capture.capturing
+        ? '`zsetup abort-move` removes what the online move added; then `zsetup migrate` starts over'
+        : 'an old version may still be writing to eventstore.events: stop it, then either drop the unused table or rename eventstore.events to events_old and rerun',
     );
   }
   const empty = await isEmpty(db);
@@ -105,7 +127,7 @@ function withoutEvents2(t: { legacy: boolean; old: boolean }): Situation {
  * A fresh install gets events2 only in a database that holds nothing else: tables of other schemas and
  * no event store mean the URL points at some other application's database.
  */
-async function refuseForeignDatabase(db: Queryable): Promise<void> {
+export async function refuseForeignDatabase(db: Queryable): Promise<void> {
   const r = await sql<{ name: string; total: number }>`
     SELECT n.nspname || '.' || c.relname AS name, count(*) OVER ()::int AS total
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -140,4 +162,42 @@ async function hasReferenceColumns(db: Queryable): Promise<boolean> {
     SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'eventstore.events2'::regclass AND NOT attisdropped
       AND attname IN ('instance_id', 'aggregate_type', 'aggregate_id', 'event_type', 'payload')`.execute(db);
   return r.rows[0].n === 5;
+}
+
+function describeOnline(cp: Events2Checkpoint): string {
+  switch (cp.stage) {
+    case 'copy': return 'online move: resume the interrupted copy from its last committed chunk (the capture is on), then build, catch up and cut over';
+    case 'build': return 'online move: resume after the copy: build keys and indexes, catch up, cut over, verify';
+    case 'catch-up': return cp.events2Verified
+      ? 'online move, prepared: catch up the events the old version wrote since, then cut over in one short transaction, verify'
+      : 'online move: resume the catch-up, verify events2, cut over, verify';
+    case 'verify': return 'online move, cut over: verify events_old against what was copied';
+  }
+}
+
+/** An online move's checkpoint against the catalog: the capture must be intact before the cut-over, events_old after it. */
+async function checkOnline(db: Queryable, checkpoint: Events2Checkpoint, t: { legacy: boolean; old: boolean; chunks: boolean }): Promise<Situation> {
+  if (checkpoint.stage === 'verify') {
+    if (!t.old) {
+      throw new RefusedError(
+        'the online move cut over, but eventstore.events_old, which it must verify, is gone',
+        'restore eventstore.events_old from a backup, or run `zsetup verify` once it is back',
+      );
+    }
+    return { kind: 'online', checkpoint };
+  }
+  const capture = await captureState(db);
+  const missing = [
+    !t.legacy && 'eventstore.events',
+    !capture.capturing && "the capture trigger on eventstore.events",
+    !capture.log && 'the capture queue zsetup.events2_log',
+    checkpoint.stage === 'copy' && !t.chunks && 'the chunk list zsetup.events2_chunks',
+  ].filter((m): m is string => Boolean(m));
+  if (missing.length) {
+    throw new RefusedError(
+      `zsetup's online move was interrupted before its cut-over, but ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} gone: events the old version wrote since may not have been captured`,
+      '`zsetup abort-move` removes what the move added (eventstore.events is never changed before the cut-over); then `zsetup migrate` starts over',
+    );
+  }
+  return { kind: 'online', checkpoint };
 }

@@ -107,3 +107,12 @@ export function blockRange(from: number, to: number | null): string {
   const lower = `ctid >= '(${from},0)'::tid`;
   return to === null ? lower : `${lower} AND ctid < '(${to},0)'::tid`;
 }
+
+/**
+ * The online move's capture (see capture.ts): the queue of keys the old version inserted while the
+ * move runs, and the record of writes the move cannot follow (UPDATE, DELETE, TRUNCATE).
+ */
+export const LOG_TABLE = 'zsetup.events2_log';
+export const UNSUPPORTED_TABLE = 'zsetup.events2_unsupported_writes';
+/** Digest rows of the catch-up (all batches summed into one row per instance). */
+export const CATCH_UP_CHUNK = -1;

@@ -1,9 +1,12 @@
 /**
- * Kill -9 the real CLI at moments spread over the events2 step (cut-off, copy chunks, index builds,
- * ANALYZE, verification), rerun `zsetup migrate --init-projections`, and check the end state against the
- * independent oracle.
+ * Kill -9 the real CLI at moments spread over the events2 step, rerun `zsetup migrate --init-projections`,
+ * and check the end state against the independent oracle. The offline move (`--offline`): cut-off,
+ * copy chunks, index builds, ANALYZE, verification. The online move (the default), with the legacy
+ * writer inserting all the while: capture setup, copy, index builds, catch-up, inside a cut-over
+ * attempt, after it; every committed event must then be in events2 exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LegacyWriter, keysSql } from '../support/legacy-writer.js';
 import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './harness.js';
 import { expectEndStateRight } from './oracle.js';
 
@@ -15,7 +18,7 @@ beforeAll(async () => {
 afterAll(dropAll);
 
 /** Kill points: ZSETUP_TEST_KILL_AT values, with what must be true right after the kill. */
-const POINTS: { at: string; name: string; after?: (db: FaultDb) => Promise<void> }[] = [
+const OFFLINE_POINTS: { at: string; name: string; after?: (db: FaultDb) => Promise<void> }[] = [
   {
     at: 'start events2',
     name: 'as the events2 step starts (before the cut-off)',
@@ -56,21 +59,99 @@ async function chunklessCopyComplete(db: FaultDb): Promise<void> {
   expect(r[0].stage).toBe('build');
 }
 
-describe('kill -9 during the events2 step, then rerun', () => {
-  for (const point of POINTS) {
+async function expectInterruptedThenResumes(db: FaultDb, rerun: Awaited<ReturnType<typeof zsetup>>): Promise<void> {
+  expect(rerun.code, rerun.stderr).toBe(0);
+  expect(rerun.stderr).toContain('was interrupted; resuming');
+}
+
+describe('kill -9 during the offline events2 move (--offline), then rerun', () => {
+  for (const point of OFFLINE_POINTS) {
     it(`ends right after a kill ${point.name} (${point.at})`, async () => {
       const db = await copyOf(template);
-      const killed = await zsetup(migrateArgs(db), { ZSETUP_TEST_KILL_AT: point.at });
+      const killed = await zsetup(migrateArgs(db, '--offline'), { ZSETUP_TEST_KILL_AT: point.at });
       expect(killed.signal, killed.stderr).toBe('SIGKILL');
       await waitNoBackends(db);
       await point.after?.(db);
       const status = await zsetup(['status', '--json', '-d', db.url]);
       expect(JSON.parse(status.stdout).steps.find((s: { id: string }) => s.id === 'events2').status).toBe('interrupted');
-      const rerun = await zsetup(migrateArgs(db));
-      expect(rerun.code, rerun.stderr).toBe(0);
-      expect(rerun.stderr).toContain('was interrupted; resuming');
+      // Without --offline: a move under way continues the way it began.
+      await expectInterruptedThenResumes(db, await zsetup(migrateArgs(db)));
       await expectEndStateRight(db);
       await db.drop();
     });
   }
 });
+
+/** The capture is still on and eventstore.events untouched: the old version could go on writing. */
+async function stillCapturing(db: FaultDb): Promise<void> {
+  const r = await db.query(`SELECT to_regclass('eventstore.events')::text AS legacy, to_regclass('eventstore.events_old')::text AS old,
+    (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'eventstore.events'::regclass AND tgname LIKE 'zsetup_events2_%') AS triggers`);
+  expect(r[0]).toEqual({ legacy: 'eventstore.events', old: null, triggers: 4 });
+}
+
+const ONLINE_POINTS: { at: string; name: string; after?: (db: FaultDb) => Promise<void> }[] = [
+  {
+    at: 'progress events2 1 capture locked',
+    name: 'inside the capture setup transaction (lock held)',
+    async after(db) {
+      const r = await db.query(`SELECT to_regclass('eventstore.events2')::text AS e2, to_regclass('zsetup.events2_log')::text AS log,
+        (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'eventstore.events'::regclass AND tgname LIKE 'zsetup_%') AS triggers`);
+      expect(r[0]).toEqual({ e2: null, log: null, triggers: 0 });
+    },
+  },
+  { at: 'progress events2 2 copy', name: 'in the middle of the copy', after: stillCapturing },
+  { at: 'progress events2 2 index', name: 'during the index builds', after: stillCapturing },
+  { at: 'progress events2 1 catch-up', name: 'in the catch-up', after: stillCapturing },
+  { at: 'progress events2 1 verify', name: 'as events2 is verified before the cut-over', after: stillCapturing },
+  { at: 'progress events2 1 cut-over locked', name: 'inside a cut-over attempt, the lock held', after: stillCapturing },
+  {
+    at: 'progress events2 1 verify events_old',
+    name: 'right after the cut-over committed',
+    async after(db) {
+      const r = await db.query(`SELECT to_regclass('eventstore.events')::text AS legacy, (SELECT checkpoint->>'stage' FROM zsetup.steps WHERE id = 'events2') AS stage`);
+      expect(r[0]).toEqual({ legacy: null, stage: 'verify' });
+    },
+  },
+];
+
+describe('kill -9 during the online events2 move with the old version writing, then rerun', () => {
+  for (const point of ONLINE_POINTS) {
+    it(`ends right after a kill ${point.name} (${point.at})`, async () => {
+      const db = await copyOf(template);
+      const writer = await LegacyWriter.start({ url: db.url, eventsPerSecond: 150, connections: 3 });
+      try {
+        const killed = await zsetup(migrateArgs(db), { ZSETUP_TEST_KILL_AT: point.at });
+        expect(killed.signal, killed.stderr).toBe('SIGKILL');
+        await waitNoBackends(db);
+        await point.after?.(db);
+        await expectInterruptedThenResumes(db, await zsetup(migrateArgs(db)));
+      } finally {
+        await writer.stop();
+      }
+      await expectEndStateRight(db);
+      await expectWriterExactlyOnce(db, writer);
+      await db.drop();
+    });
+  }
+});
+
+/** Every committed write of the writer is in events2 exactly once, none of the others is anywhere. */
+export async function expectWriterExactlyOnce(db: { query: FaultDb['query'] }, writer: LegacyWriter): Promise<void> {
+  const committed = writer.committed();
+  expect(committed.length).toBeGreaterThan(0);
+  const [c] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
+    SELECT (SELECT count(*)::int FROM k) AS keys,
+           (SELECT count(*)::int FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.creator LIKE 'user-%' AND e.payload->>'by' = 'legacy-writer') AS in_events2,
+           (SELECT count(DISTINCT (k.instance_id, k.seq))::int FROM k) AS distinct_keys`);
+  expect(c).toEqual({ keys: committed.length, in_events2: committed.length, distinct_keys: committed.length });
+  const others = writer.notCommitted();
+  if (others.length) {
+    const [o] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(others)})
+      SELECT (SELECT count(*)::int FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer') AS in_events2,
+             (SELECT count(*)::int FROM k JOIN eventstore.events_old e ON e.instance_id = k.instance_id AND e.event_sequence = k.seq) AS in_old`);
+    expect(o).toEqual({ in_events2: 0, in_old: 0 });
+  }
+  // After the cut-over the old version's inserts fail with 42P01 (undefined table), nothing else.
+  const failures = writer.records.filter((r) => r.outcome === 'failed');
+  expect(failures.filter((f) => f.code !== '42P01').map((f) => `${f.code}: ${f.message}`)).toEqual([]);
+}

@@ -10,8 +10,13 @@ import { zsetup, type FaultDb } from './harness.js';
 const MAPPED = `instance_id, aggregate_type, aggregate_id, event_type, event_sequence, substr(aggregate_version, 2)::smallint,
   creation_date, event_data, editor_user, resource_owner, EXTRACT(EPOCH FROM creation_date), event_sequence::integer`;
 const EVENTS2_COLUMNS = `instance_id, aggregate_type, aggregate_id, event_type, "sequence", revision, created_at, payload, creator, owner, "position", in_tx_order`;
-/** events2 without what the milestone conversion added. */
-const COPIED = `SELECT ${EVENTS2_COLUMNS} FROM eventstore.events2 WHERE NOT (aggregate_type = 'milestone' AND event_type LIKE 'milestone.v2.%')`;
+/**
+ * events2 without what the milestone conversion added, and without the `system.migration.*` events
+ * zsetup records for ZITADEL's setup (on the system aggregate, after every legacy event of it).
+ */
+const COPIED = `SELECT ${EVENTS2_COLUMNS} FROM eventstore.events2 e WHERE NOT (aggregate_type = 'milestone' AND event_type LIKE 'milestone.v2.%')
+  AND NOT (instance_id = '' AND aggregate_type = 'system' AND event_type LIKE 'system.migration.%'
+           AND NOT EXISTS (SELECT 1 FROM eventstore.events_old o WHERE o.instance_id = '' AND o.event_sequence = e."sequence"))`;
 
 /** events2 (copied part) against the mapping of events_old: rows missing, rows extra, and the counts. */
 export async function events2Difference(db: FaultDb): Promise<{ missing: number; extra: number; old: number; copied: number }> {

@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { loadSteps } from '../../../steps/index.js';
+import { withMoveRequest } from '../../../steps/01-events2.js';
+import type { MoveRequest } from '../../events2/run.js';
 import { withProjectionOptions, type ProjectionFlags } from './init-projections.js';
 import { runSteps } from '../run-steps.js';
 import { withCommonOptions, withRunOptions, withSession, type CommonFlags } from '../session.js';
@@ -10,6 +12,8 @@ interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly only?: string;
   readonly exact?: boolean;
   readonly initProjections?: boolean;
+  readonly offline?: boolean;
+  readonly prepare?: boolean;
   readonly format?: 'text' | 'markdown';
 }
 
@@ -21,6 +25,8 @@ export function migrateCommand(): Command {
     .option('--exact', 'with --dry-run: count rows exactly instead of estimating')
     .option('--only <step>', 'run (or plan) only this step')
     .option('--init-projections', 'also prefill the projections as the last step')
+    .option('--offline', 'move events2 offline: cut the old version off first (shortest total time; it cannot write until the move ends)')
+    .option('--prepare', 'run only the online events2 move up to its cut-over and exit 0, leaving the capture on; a later migrate catches up and cuts over')
     .addOption(new Option('--format <format>', 'with --dry-run: the report as plain text or as a Markdown document for a change review').choices(['text', 'markdown']).default('text'))
     .addHelpText('after', `
 Examples:
@@ -29,15 +35,27 @@ Examples:
   $ zsetup migrate --dry-run --exact --json > plan.json
   $ zsetup migrate --dry-run --init-projections --format markdown > plan.md
   $ zsetup migrate --only events2 --concurrency 4
+  $ zsetup migrate --prepare                        # hours ahead: copy and index online, no cut-over
+  $ zsetup migrate                                  # at deploy time: catch up, cut over (about a second)
 
 Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
 3 lock wait ran out, 4 verification of the copied events failed, 5 refused (unsafe database state,
 nothing written), 130 interrupted (rerun resumes).`)
     .action(async (flags: MigrateFlags) => {
+      const move = moveRequest(flags);
       if (flags.format === 'markdown' && (!flags.dryRun || flags.json)) throw new ConfigError('--format markdown is the dry-run report: use it with --dry-run and without --json');
       process.exitCode = await withSession(flags, async (s) => {
-        const steps = await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections });
-        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.only, exact: flags.exact, format: flags.format });
+        const steps = withMoveRequest(move, await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections }));
+        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.prepare ? 'events2' : flags.only, exact: flags.exact, format: flags.format });
       });
     });
+}
+
+/** The events2 move the flags ask for; `--prepare` runs the events2 step alone. */
+function moveRequest(flags: MigrateFlags): MoveRequest {
+  if (flags.offline && flags.prepare) throw new ConfigError('--offline and --prepare contradict each other: --prepare prepares an online move');
+  if (flags.prepare && ((flags.only && flags.only !== 'events2') || flags.initProjections)) {
+    throw new ConfigError('--prepare runs only the events2 step: drop --only and --init-projections (run them after the cut-over)');
+  }
+  return flags.offline ? 'offline' : flags.prepare ? 'prepare' : 'online';
 }

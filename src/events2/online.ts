@@ -1,0 +1,224 @@
+import { sql } from 'kysely';
+import type { Database } from '../db/connection.js';
+import { isDatabaseError, StepFailedError, VerifyMismatchError } from '../errors.js';
+import type { RunContext, StepSummary } from '../step.js';
+import { buildEvents2 } from './build.js';
+import { blocksOf } from './catalog.js';
+import { backlog, captureTablesDdl, captureTriggersDdl, checkLegacyKey, dropCaptureTables } from './capture.js';
+import { CatchUpMeter, catchUp } from './catch-up.js';
+import { copyChunks, createChunks, finishCopy, ONLINE_SOURCE } from './copy.js';
+import { CUT_OVER_LOCK_TIMEOUT_MS, cutOver, DRAIN_TARGET, type CutOverRecord } from './cut-over.js';
+import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
+import type { Events2Checkpoint } from './situation.js';
+import { blockRange, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { describeMismatches, verifyWithDigests, type InstanceMismatch } from './verify.js';
+
+/** How the online move ends: with the cut-over, or (`--prepare`) caught up with the capture left on. */
+export type OnlineEnd = 'cut-over' | 'prepare';
+
+const CAPTURE_ATTEMPTS = 40;
+
+/**
+ * The online move: the old version keeps writing eventstore.events until the cut-over.
+ *   capture  validate every row (as the offline cut-off does), then in one short transaction create
+ *            the queue, the capture triggers, events2, the chunk list and the checkpoint
+ *   copy     the chunks, each skipping the rows the capture queued
+ *   build    the indexes and the primary key on events2 (plain CREATE INDEX: nobody else writes it), ANALYZE
+ *   catch-up apply the queue in short transactions; verify events2 against the digests once
+ *   cut-over one short transaction under ACCESS EXCLUSIVE (see cut-over.ts), retried
+ *   verify   events_old, now frozen, against the digests of everything copied and applied
+ * Resumes from `checkpoint` at any stage.
+ */
+export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Events2Checkpoint | null, end: OnlineEnd): Promise<StepSummary> {
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = (timings[name] ?? 0) + Date.now() - started;
+    }
+  };
+  let cp: Events2Checkpoint = start ?? { mode: 'online', stage: 'copy', total: await timed('captureMs', () => startCapture(ctx)) };
+  const total = cp.total;
+  if (cp.stage === 'copy') {
+    await timed('copyMs', () => copyChunks(ctx, total, ONLINE_SOURCE));
+    cp = { mode: 'online', stage: 'build', total };
+    await finishCopy(ctx, total, cp);
+  }
+  const meter = new CatchUpMeter();
+  if (cp.stage === 'build') {
+    ctx.throwIfStopped();
+    await timed('indexMs', () => buildEvents2(ctx));
+    cp = { mode: 'online', stage: 'catch-up', total };
+    await ctx.transaction((tx) => ctx.saveCheckpoint(tx, cp));
+  }
+  if (cp.stage === 'catch-up') {
+    await timed('catchUpMs', () => catchUp(ctx, meter, DRAIN_TARGET));
+    if (!cp.events2Verified) {
+      await timed('verifyMs', () => verifyCopy(ctx));
+      cp = { ...cp, events2Verified: true };
+      await ctx.transaction((tx) => ctx.saveCheckpoint(tx, cp));
+    }
+    if (end === 'prepare') return prepared(ctx, meter, timings);
+    const record = await timed('cutOverMs', () => cutOver(ctx, meter, total));
+    cp = { mode: 'online', stage: 'verify', total, cutOver: record };
+  }
+  const verified = await timed('verifyOldMs', () => verifySource(ctx));
+  await ctx.transaction(async (tx) => {
+    await dropCaptureTables(tx);
+    await sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx);
+  });
+  return summary(verified, cp.cutOver, meter, timings);
+}
+
+/**
+ * Refuses what the offline move refuses (privileges, columns, unmappable rows) before anything is
+ * written, then switches the capture on. Returns the events counted by the validating scan.
+ */
+async function startCapture(ctx: RunContext<Events2Checkpoint>): Promise<number> {
+  ctx.progress({ phase: 'capture', done: 0, total: 1, unit: 'steps' });
+  const counted = await ctx.transaction(async (tx) => {
+    await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    await checkPrivileges(tx, LEGACY_TABLE, true);
+    await checkColumns(tx, LEGACY_TABLE);
+    await checkLegacyKey(tx);
+    return countAndValidate(tx, LEGACY_TABLE);
+  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await installCapture(ctx, counted);
+      break;
+    } catch (err) {
+      if (!(isDatabaseError(err) && err.code === '55P03')) throw err;
+      if (attempt >= CAPTURE_ATTEMPTS) {
+        throw new StepFailedError(
+          `could not switch the capture on: the lock on eventstore.events was not granted in ${attempt} attempts of ${CUT_OVER_LOCK_TIMEOUT_MS} ms; nothing was changed`,
+          'a long transaction that wrote eventstore.events holds it; let it finish and rerun `zsetup migrate`',
+        );
+      }
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * attempt) * (0.5 + Math.random() / 2)));
+    }
+  }
+  ctx.progress({ phase: 'capture', done: 1, total: 1, unit: 'steps' });
+  ctx.log('capture on: the old version keeps writing eventstore.events; its new events are queued for the catch-up');
+  return counted;
+}
+
+/**
+ * One transaction. CREATE TRIGGER waits until every transaction that wrote eventstore.events has
+ * ended, and every insert after the commit fires the trigger: a row is either committed before the
+ * capture (the bulk copy takes it) or its key is queued in the same transaction as the row.
+ */
+async function installCapture(ctx: RunContext<Events2Checkpoint>, total: number): Promise<void> {
+  await ctx.transaction(async (tx) => {
+    await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+    for (const ddl of captureTablesDdl()) await sql.raw(ddl).execute(tx);
+    await sql.raw(createEvents2Table()).execute(tx);
+    await sql.raw(`ALTER TABLE ${EVENTS2_TABLE} SET (autovacuum_enabled = off)`).execute(tx);
+    await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum, LEGACY_TABLE);
+    // The lock is taken last and held only for the few statements left: writers queue behind it for
+    // at most the lock_timeout.
+    await sql.raw(`SET LOCAL lock_timeout = '${CUT_OVER_LOCK_TIMEOUT_MS}ms'`).execute(tx);
+    for (const ddl of captureTriggersDdl()) await sql.raw(ddl).execute(tx);
+    await ctx.saveCheckpoint(tx, { mode: 'online', stage: 'copy', total });
+    // Inside the transaction on purpose: the fault suite kills the process here, lock held.
+    ctx.progress({ phase: 'capture locked', done: 0, total: 1, unit: 'steps' });
+  });
+}
+
+/** events2 against the digests the copy and the catch-up stored (events2 read once); the catch-up pauses meanwhile. */
+async function verifyCopy(ctx: RunContext<Events2Checkpoint>): Promise<void> {
+  ctx.throwIfStopped();
+  ctx.progress({ phase: 'verify', done: 0, total: 1, unit: 'checks' });
+  const result = await verifyWithDigests(ctx.database, ctx.options.concurrency);
+  if (!result || result.status === 'nothing-to-verify') throw new Error('cannot verify events2: its digest table is gone');
+  if (result.status === 'mismatch') {
+    throw new VerifyMismatchError(
+      `events2 differs from what the online move copied for ${result.mismatches.length} instance(s): ${describeMismatches(result.mismatches)}`,
+      'eventstore.events is untouched and the old version still writes it: `zsetup abort-move` removes events2 and the capture, then `zsetup migrate` starts over',
+    );
+  }
+  ctx.progress({ phase: 'verify', done: 1, total: 1, unit: 'checks' });
+}
+
+/** Per instance: count and hash sum of the mapped rows of events_old, read in block ranges side by side. */
+async function sourceDigests(database: Database, concurrency: number): Promise<Map<string, { events: number; hash: bigint }>> {
+  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${OLD_TABLE}'::regclass`))} AS blocks`.execute(database.db);
+  const parts = database.serverVersionNum >= 140000 ? Math.max(1, Math.min(concurrency, b.rows[0].blocks)) : 1;
+  const size = Math.ceil(b.rows[0].blocks / parts);
+  const pieces = await Promise.all(Array.from({ length: parts }, (_, i) => {
+    const where = parts > 1 ? ` WHERE ${blockRange(i * size, i === parts - 1 ? null : (i + 1) * size)}` : '';
+    return database.db.transaction().setAccessMode('read only').execute(async (tx) => {
+      await sql`SET LOCAL statement_timeout = 0`.execute(tx);
+      const r = await sql.raw<{ instance_id: string; events: string; hash: string }>(`
+        SELECT instance_id, count(*)::bigint AS events, coalesce(sum(${rowHash('e', database.serverVersionNum)}), 0)::text AS hash
+        FROM (SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE}${where}) e GROUP BY instance_id`).execute(tx);
+      return r.rows;
+    });
+  }));
+  const sums = new Map<string, { events: number; hash: bigint }>();
+  for (const row of pieces.flat()) {
+    const s = sums.get(row.instance_id) ?? { events: 0, hash: 0n };
+    sums.set(row.instance_id, { events: s.events + Number(row.events), hash: s.hash + BigInt(row.hash) });
+  }
+  return sums;
+}
+
+/**
+ * After the cut-over events_old no longer changes: its mapped rows, per instance, must equal what the
+ * bulk copy and the catch-up recorded, count and hash. That proves every event was copied exactly
+ * once, without reading events2 (which the new version may already be writing).
+ */
+async function verifySource(ctx: RunContext<Events2Checkpoint>): Promise<{ events: number; instances: number }> {
+  ctx.throwIfStopped();
+  ctx.progress({ phase: 'verify events_old', done: 0, total: 1, unit: 'checks' });
+  const [old, recorded] = await Promise.all([
+    sourceDigests(ctx.database, ctx.options.concurrency),
+    sql<{ instance_id: string; events: string; hash: string }>`
+      SELECT instance_id, sum(events)::bigint AS events, sum(hash)::text AS hash FROM zsetup.events2_digests GROUP BY instance_id`.execute(ctx.db),
+  ]);
+  const copied = new Map(recorded.rows.map((r) => [r.instance_id, { events: Number(r.events), hash: BigInt(r.hash) }]));
+  const mismatches: InstanceMismatch[] = [];
+  let events = 0;
+  for (const id of [...new Set([...old.keys(), ...copied.keys()])].sort()) {
+    const a = old.get(id);
+    const b = copied.get(id);
+    events += a?.events ?? 0;
+    if (a && b && a.events === b.events && a.hash === b.hash) continue;
+    mismatches.push({ instanceId: id, oldEvents: a?.events ?? 0, events2Events: b?.events ?? 0, hashesEqual: a?.hash === b?.hash });
+  }
+  if (mismatches.length) {
+    throw new VerifyMismatchError(
+      `the events copied to events2 differ from events_old for ${mismatches.length} instance(s): ${describeMismatches(mismatches)}`,
+      'run `zsetup verify` for the events concerned; events_old is kept unchanged as the rollback path',
+    );
+  }
+  ctx.progress({ phase: 'verify events_old', done: 1, total: 1, unit: 'checks' });
+  return { events, instances: old.size };
+}
+
+async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter, timings: Record<string, number>): Promise<StepSummary> {
+  const waiting = await backlog(ctx.db);
+  return {
+    message: `prepared the online move: eventstore.events2 is copied, indexed and verified, the capture stays on (${waiting.toLocaleString('en-US')} event(s) waiting); \`zsetup migrate\` catches up and cuts over, \`zsetup abort-move\` removes it all`,
+    prepared: true,
+    appliedFromCapture: meter.applied,
+    backlog: waiting,
+    ...timings,
+  };
+}
+
+function summary(verified: { events: number; instances: number }, cut: CutOverRecord | undefined, meter: CatchUpMeter, timings: Record<string, number>): StepSummary {
+  const how = cut ? `; cut over on attempt ${cut.attempts} with the lock held ${cut.lockHeldMs} ms` : '';
+  return {
+    message: `moved ${verified.events.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 online and verified them${how}; eventstore.events_old is kept as the rollback path`,
+    events: verified.events,
+    instances: verified.instances,
+    verified: true,
+    online: true,
+    appliedFromCapture: meter.applied,
+    ...(cut ? { cutOver: cut } : {}),
+    ...timings,
+  };
+}
