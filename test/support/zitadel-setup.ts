@@ -842,8 +842,8 @@ function refSecondList(): Step[] {
 }
 
 /**
- * MAIN's additional steps (§1.3). Names the spec leaves out (51, 52, 56, 61, 62, 65) are taken from
- * public versions of their files or numbered; they only need to be stable within this emulator.
+ * MAIN's additional steps (§1.3). Names the spec leaves out (50–52, 56, 61, 62, 65) are read in
+ * public versions of their files in ZITADEL's repository.
  */
 function mainSteps(): Step[] {
   const L: StepList = 'main';
@@ -853,8 +853,8 @@ function mainSteps(): Step[] {
   return [
     sqlStep('49_init_permitted_orgs_function', L, ({ c }) => permittedOrgs(c, 'permitted_orgs')),
     noSql('50_idp_templates6_add_use_pkce', L, 'projections.idp_templates6_*, not one of the six'),
-    noSql('51_idp_templates6', L, 'projections.idp_templates6_*, not one of the six'),
-    noSql('52_idp_templates6', L, 'projections.idp_templates6_*, not one of the six'),
+    noSql('51_idp_templates6_add_root_ca', L, 'projections.idp_templates6_*, not one of the six'),
+    noSql('52_idp_templates6_ldap2', L, 'projections.idp_templates6_*, not one of the six'),
     sqlStep('53_init_permitted_orgs_function_v2', L, ({ c }) => permittedOrgs(c, 'permitted_orgs2')),
     sqlStep('54_instance_position_index_remove_again', L, ({ c }) => exec(c, `DROP INDEX IF EXISTS eventstore.es_instance_position`)),
     sqlStep('55_execution_handler_start', L, executionHandlerStart),
