@@ -4,6 +4,8 @@ import { ConfigError } from './errors.js';
 /** Options as given by flags; every field optional. */
 export interface ConfigOptions {
   readonly database?: string;
+  /** `--embedded`: use the embedded PostgreSQL even though no database is named. */
+  readonly embedded?: boolean;
   readonly dataDir?: string;
   readonly lockWait?: string;
   readonly statementTimeout?: string;
@@ -31,12 +33,31 @@ export interface ResolvedConfig {
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds into milliseconds. */
+/**
+ * Parses `500ms`, `30s`, `5m`, `1h` into milliseconds. A bare number is refused: `--lock-wait 5`
+ * could mean seconds or minutes, and guessing wrong waits 60 times too long or too short.
+ */
 export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(text);
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']);
+  return Math.round(Number(m[1]) * UNITS[m[2]]);
 }
+
+/** How a command may use the embedded PostgreSQL when no database is named. */
+export interface ResolveOptions {
+  /** Fall back to the embedded server when no database is named (`seed`, `demo`). Default is false. */
+  readonly embeddedByDefault?: boolean;
+  /** CPUs of this machine (the default concurrency). Default is 2. */
+  readonly cpus?: number;
+}
+
+/** What an operator can do to name the database, for the error when none is named. */
+export const WAYS_TO_NAME_A_DATABASE = [
+  '--database postgres://user:password@host:5432/dbname',
+  'ZSETUP_DATABASE_URL=postgres://…',
+  'DATABASE_URL=postgres://…',
+  '--embedded (or ZSETUP_EMBEDDED=1) for the embedded PostgreSQL in --data-dir (default ./.zsetup)',
+] as const;
 
 /**
  * Resolves flags > environment (`ZSETUP_*`, `DATABASE_URL`) > defaults and reports every problem at once.
@@ -44,16 +65,20 @@ export function parseDuration(text: string): number | undefined {
 export function resolveConfig(
   flags: ConfigOptions,
   env: NodeJS.ProcessEnv = process.env,
-  cpus = 2,
+  options: ResolveOptions = {},
 ): ResolvedConfig {
   const problems: string[] = [];
   const duration = (name: string, value: string | undefined, fallback: number): number => {
     if (value === undefined || value === '') return fallback;
     const ms = parseDuration(value);
-    if (ms === undefined) problems.push(`${name}: "${value}" is not a duration (use e.g. 500ms, 30s, 5m, 1h)`);
+    if (ms === undefined) {
+      const hint = /^\s*\d+(\.\d+)?\s*$/.test(value) ? `needs a unit, e.g. ${value.trim()}s or ${value.trim()}m` : 'is not a duration (use e.g. 500ms, 30s, 5m, 1h)';
+      problems.push(`${name}: "${value}" ${hint}`);
+    }
     return ms ?? fallback;
   };
-  const url = flags.database ?? nonEmpty(env.ZSETUP_DATABASE_URL) ?? nonEmpty(env.DATABASE_URL);
+  const choice = chooseDatabase(flags, env, options.embeddedByDefault ?? false, problems);
+  const url = choice === 'embedded' || choice === 'none' ? undefined : choice;
   if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
     problems.push('database URL must start with postgres:// or postgresql://');
   } else if (url !== undefined) {
@@ -64,7 +89,7 @@ export function resolveConfig(
     }
   }
   const dataDir = path.resolve(flags.dataDir ?? nonEmpty(env.ZSETUP_DATA_DIR) ?? '.zsetup');
-  const concurrencyText = String(flags.concurrency ?? nonEmpty(env.ZSETUP_CONCURRENCY) ?? Math.max(2, cpus));
+  const concurrencyText = String(flags.concurrency ?? nonEmpty(env.ZSETUP_CONCURRENCY) ?? Math.max(2, options.cpus ?? 2));
   const concurrency = Number(concurrencyText);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
     problems.push(`--concurrency: "${concurrencyText}" must be a whole number from 1 to 64`);
@@ -78,6 +103,34 @@ export function resolveConfig(
   };
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return config;
+}
+
+/**
+ * The database to use, or `none` (a problem is recorded): `--database` or `--embedded` >
+ * `ZSETUP_DATABASE_URL` or `ZSETUP_EMBEDDED=1` > `DATABASE_URL` > the embedded server where the command
+ * allows it as a default. Two answers at one level are a mistake worth stopping for.
+ */
+function chooseDatabase(flags: ConfigOptions, env: NodeJS.ProcessEnv, embeddedByDefault: boolean, problems: string[]): string | 'embedded' | 'none' {
+  const levels: [url: string | undefined, embedded: boolean, names: string][] = [
+    [nonEmpty(flags.database), Boolean(flags.embedded), '--database and --embedded'],
+    [nonEmpty(env.ZSETUP_DATABASE_URL), isOn(env.ZSETUP_EMBEDDED), 'ZSETUP_DATABASE_URL and ZSETUP_EMBEDDED'],
+    [nonEmpty(env.DATABASE_URL), false, ''],
+  ];
+  for (const [url, embedded, names] of levels) {
+    if (url !== undefined && embedded) {
+      problems.push(`${names} both name a database: use one of them`);
+      return 'none';
+    }
+    if (url !== undefined) return url;
+    if (embedded) return 'embedded';
+  }
+  if (embeddedByDefault) return 'embedded';
+  problems.push(`no database named; zsetup does not guess one. Name it with one of:\n  ${WAYS_TO_NAME_A_DATABASE.join('\n  ')}`);
+  return 'none';
+}
+
+function isOn(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

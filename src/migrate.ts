@@ -1,7 +1,7 @@
 import type { Database, Tx } from './db/connection.js';
 import { withAdvisoryLock } from './db/lock.js';
-import { sql } from 'kysely';
-import { ConfigError, describeError, InterruptedError, RefusedError } from './errors.js';
+import { ConfigError, ConnectionLostError, connectionLostDuring, describeError, InterruptedError, isConnectionLost } from './errors.js';
+import { preflight, refuseWithoutSchemaUsage } from './privileges.js';
 import { ProgressMeter } from './progress.js';
 import { queryableOf } from './db/queryable.js';
 import type { OnEvent, RunContext, Step, StepOptions, StepResult } from './step.js';
@@ -61,14 +61,16 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
       waitMs: options.lockWaitMs,
       signal: stop.signal,
       onWait: (holder, waitedMs) => emit({ type: 'lock-wait', holder, waitedMs }),
-      onLost: (err) => stop.abort(`lost the runner lock connection (${err.message})`),
+      onLost: (err) => stop.abort(new ConnectionLostError(`lost the runner lock connection (${err.message})`)),
     }, async (lockWaitedMs) => {
       if (lockWaitedMs > 0) emit({ type: 'lock-acquired', waitedMs: lockWaitedMs });
-      await ensureStepsTable(database.db);
+      await refuseWithoutSchemaUsage(database.db);
       // Read after taking the lock: a runner that waited sees what the previous holder finished.
       const states = await readSteps(database.db);
       const due = await dueSteps(database, options, states);
+      // Before zsetup's own schema is created: a refusal leaves the database exactly as it was.
       await preflight(database, options.steps.filter((s) => due.has(s.id)));
+      await ensureStepsTable(database.db);
       const results: StepResult[] = [];
       let halted = false;
       const selected = options.steps.filter((s) => !options.only || s.id === options.only);
@@ -123,20 +125,6 @@ async function dueSteps(database: Database, options: MigrateOptions, states: Map
     if (states.get(step.id)?.status !== 'succeeded' || (await isBehind(database, step))) due.add(step.id);
   }
   return due;
-}
-
-/** Asks every step that will run what it lacks, and refuses before the first write if anything is missing. */
-async function preflight(database: Database, steps: readonly Step<any>[]): Promise<void> {
-  // Asked side by side, each in a read-only transaction of its own; reported in step order.
-  const lacking = await Promise.all(steps.map((step) =>
-    step.preflight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.preflight!(tx)) : []));
-  const missing = steps.flatMap((step, i) => lacking[i].map((m) => `${step.id}: ${m}`));
-  if (missing.length === 0) return;
-  const [me] = (await sql<{ me: string }>`SELECT current_user AS me`.execute(database.db)).rows;
-  throw new RefusedError(
-    `role ${me.me} lacks privileges the pending steps need; nothing was changed:\n  - ${missing.join('\n  - ')}`,
-    'grant them (as a superuser or the owner), or run zsetup as the role that owns the ZITADEL schemas',
-  );
 }
 
 /** The due steps of a parallel group, heaviest first (steps without a weight keep their order, last). */
@@ -253,8 +241,10 @@ async function runStep(
     return { id: step.id, title: step.title, status: 'succeeded', attempt: row.attempts, durationMs, summary };
   } catch (err) {
     const durationMs = Date.now() - started;
-    const interrupted = signal.aborted;
-    const error = interrupted && !(err instanceof InterruptedError)
+    const lost = isConnectionLost(err) || isConnectionLost(signal.reason);
+    const interrupted = signal.aborted && !lost;
+    const error = lost ? describeError(connectionLostDuring(step.id, meter.current()?.phase, err))
+      : interrupted && !(err instanceof InterruptedError)
       ? describeError(new InterruptedError(`stopped: ${String(signal.reason)} (${describeError(err).message}); a rerun resumes from the last checkpoint`))
       : describeError(err);
     const status = interrupted ? 'interrupted' : 'failed';

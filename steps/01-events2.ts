@@ -2,7 +2,7 @@ import { planEvents2 } from '../src/events2/plan.js';
 import { missingMovePrivileges } from '../src/events2/preflight.js';
 import { captureState } from '../src/events2/capture.js';
 import { runEvents2, type MoveRequest } from '../src/events2/run.js';
-import type { Events2Checkpoint } from '../src/events2/situation.js';
+import { refuseForeignDatabase, type Events2Checkpoint } from '../src/events2/situation.js';
 import { missingTablePrivileges, relationExists } from '../src/privileges.js';
 import type { Step } from '../src/step.js';
 import { RECORDED_BY } from '../src/zitadel/setup-steps.js';
@@ -24,7 +24,11 @@ export const events2Step: Step<Events2Checkpoint> = {
   async preflight(tx) {
     // events2 present: complete, or half-done — the step's own inspection decides what it needs.
     if (await relationExists(tx, 'eventstore.events2')) return [];
-    if (!(await relationExists(tx, 'eventstore.events'))) return missingTablePrivileges(tx, 'eventstore.events2', []);
+    if (!(await relationExists(tx, 'eventstore.events'))) {
+      // A fresh install into some other application's database is refused here, before zsetup creates anything.
+      if (!(await relationExists(tx, 'eventstore.events_old'))) await refuseForeignDatabase(tx);
+      return missingTablePrivileges(tx, 'eventstore.events2', []);
+    }
     return (await missingMovePrivileges(tx, 'eventstore.events', true)).missing;
   },
   async zitadelSteps(db) {

@@ -54,7 +54,22 @@ describe('preflight', () => {
     // events2 is already there, so the events2 step needs nothing; and nothing ran.
     expect(message).not.toContain('events2: ');
     expect(await tdb.query('SELECT count(*)::int AS n FROM eventstore.events2')).toEqual([{ n: 0 }]);
-    expect(await tdb.query('SELECT id, status FROM zsetup.steps')).toEqual([]);
+    // Refused before zsetup's own schema was created: the database is exactly as it was.
+    expect(await tdb.query(`SELECT to_regnamespace('zsetup')::text AS s`)).toEqual([{ s: null }]);
+  });
+
+  it('without USAGE on a schema: refused naming it, with the GRANT, before anything is read there or created', async () => {
+    await tdb.query(`REVOKE USAGE ON SCHEMA eventstore FROM ${role}`);
+    try {
+      const err = await run([events2Step, milestonesStep]).catch((e) => e);
+      expect(err).toBeInstanceOf(RefusedError);
+      expect(err.message).toBe(`role ${role} lacks USAGE on schema eventstore; nothing was changed`);
+      expect(err.hint).toBe(`as a superuser or the owner: GRANT USAGE ON SCHEMA eventstore TO ${role}`);
+      expect(err.sqlstate).toBe('42501');
+      expect(await tdb.query(`SELECT to_regnamespace('zsetup')::text AS s`)).toEqual([{ s: null }]);
+    } finally {
+      await tdb.query(`GRANT USAGE ON SCHEMA eventstore TO ${role}`);
+    }
   });
 
   it('runs once the privileges are granted', async () => {

@@ -118,7 +118,10 @@ export class Reporter {
   private renderRunning(): void {
     const all = [...this.running.values()].join('\n');
     if (this.spinner) this.spinner.text = all;
-    else this.spinner = ora({ text: all, stream: this.stream, color: 'cyan' }).start();
+    // discardStdin off: ora's stdin discarding puts the terminal in raw mode, and its Ctrl-C detection
+    // needs a stdin that is read, which ours is not; so Ctrl-C never became SIGINT. The terminal stays
+    // in its normal mode and delivers SIGINT itself.
+    else this.spinner = ora({ text: all, stream: this.stream, color: 'cyan', discardStdin: false }).start();
   }
 
   /** Stops any spinner (e.g. before the final report). */

@@ -1,6 +1,6 @@
 import { migrate } from '../migrate.js';
 import { planMigrate } from '../plan.js';
-import type { ExitCode } from '../errors.js';
+import { EXIT, INSUFFICIENT_PRIVILEGE, type ErrorReport, type ExitCode } from '../errors.js';
 import type { Step } from '../step.js';
 import { exitCodeFor } from './exit-code.js';
 import { renderPlanMarkdown, renderPlanText } from './plan-report.js';
@@ -24,10 +24,13 @@ export interface RunStepsOptions {
 export async function runSteps(s: Session, steps: readonly Step<any>[], options: RunStepsOptions): Promise<ExitCode> {
   const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(options.exact) };
   if (options.dryRun) {
-    const plan = await planMigrate(s.database, { steps, only: options.only, stepOptions });
-    s.output({ dryRun: true, database: s.database.displayUrl, ...plan }, () =>
+    const planned = await planMigrate(s.database, { steps, only: options.only, stepOptions });
+    const plan = { ...planned, steps: planned.steps.map((p) => (p.error ? { ...p, error: asReadOnly(p.error) } : p)) };
+    // The first step that cannot be planned decides, as the first failed step decides a run.
+    const exitCode = plan.steps.find((p) => p.error)?.error?.exitCode ?? EXIT.ok;
+    s.output({ dryRun: true, database: s.database.displayUrl, exitCode, ...plan }, () =>
       (options.format === 'markdown' ? renderPlanMarkdown : renderPlanText)(plan, { database: s.database.displayUrl, concurrency: s.config.concurrency, steps }));
-    return plan.steps.some((p) => p.error) ? 1 : 0;
+    return exitCode;
   }
   const result = await migrate(s.database, {
     steps,
@@ -41,4 +44,9 @@ export async function runSteps(s: Session, steps: readonly Step<any>[], options:
   const exitCode = exitCodeFor(result.steps);
   s.output({ database: s.database.displayUrl, exitCode, ...result }, () => renderMigrate(result));
   return exitCode;
+}
+
+/** A dry-run only reads: a missing privilege is a refusal (exit 5) with nothing written. */
+function asReadOnly(e: ErrorReport): ErrorReport {
+  return e.sqlstate === INSUFFICIENT_PRIVILEGE ? { ...e, kind: 'RefusedError', code: 'refused', exitCode: EXIT.refused } : e;
 }

@@ -1,10 +1,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { resolveConfig, type ConfigOptions, type ResolvedConfig } from '../config.js';
 import { openDatabase, scrub, type Database } from '../db/connection.js';
-import { EXIT, InterruptedError, type ExitCode } from '../errors.js';
+import {
+  ConnectionLostError, EXIT, INSUFFICIENT_PRIVILEGE, InterruptedError, isConnectionLost, isDatabaseError, PRIVILEGE_HINT,
+  RefusedError, ZsetupError, type ExitCode,
+} from '../errors.js';
 import { Reporter } from './reporter.js';
+import { StopHandler } from './stop.js';
 
 /** zsetup's version, from package.json. */
 export const VERSION: string = JSON.parse(
@@ -19,17 +23,18 @@ export interface CommonFlags extends ConfigOptions {
 /** Adds the shared connection and output flags to a command. One place, not copied per command. */
 export function withCommonOptions(cmd: Command): Command {
   return cmd
-    .option('-d, --database <url>', 'PostgreSQL URL (default: $ZSETUP_DATABASE_URL, $DATABASE_URL, else the embedded server)')
+    .option('-d, --database <url>', 'PostgreSQL URL (default: $ZSETUP_DATABASE_URL, else $DATABASE_URL)')
+    .option('--embedded', 'use the embedded PostgreSQL in --data-dir (also: ZSETUP_EMBEDDED=1); never the default for this command')
     .option('--data-dir <dir>', 'data directory of the embedded PostgreSQL (default: $ZSETUP_DATA_DIR or ./.zsetup)')
-    .option('--json', 'print one JSON document on stdout; logs go to stderr')
-    .addOption(new Option('--statement-timeout <duration>', 'statement_timeout of zsetup sessions (default: none)').hideHelp())
-    .addOption(new Option('--lock-timeout <duration>', 'lock_timeout of zsetup sessions (default: 30s)').hideHelp());
+    .option('--json', 'print one JSON document on stdout, errors included; logs go to stderr')
+    .option('--statement-timeout <duration>', 'statement_timeout of zsetup sessions, e.g. 30m (default: none)')
+    .option('--lock-timeout <duration>', 'lock_timeout of zsetup sessions, e.g. 30s (default: 30s)');
 }
 
 /** Adds the flags of commands that run steps: `--lock-wait` and `--concurrency`. */
 export function withRunOptions(cmd: Command): Command {
   return cmd
-    .option('--lock-wait <duration>', 'how long to wait for another runner (default: 10m)')
+    .option('--lock-wait <duration>', 'how long to wait for another runner, e.g. 30s, 10m (default: 10m)')
     .option('--concurrency <n>', 'parallel connections for data-moving steps, and projections prefilled at once (default: number of CPUs, at least 2)');
 }
 
@@ -44,31 +49,39 @@ export interface Session {
   output(json: unknown, human: () => string): void;
 }
 
+/** How a command uses {@link withSession}. */
+export interface SessionOptions {
+  /** The embedded server is this command's default when no database is named (`seed`). Default is false. */
+  readonly embeddedByDefault?: boolean;
+  /**
+   * The command only reads (`status`, `verify`, a dry-run): a missing privilege (42501) is a refusal
+   * with a hint (exit 5), since nothing was written. Default is false.
+   */
+  readonly readOnly?: boolean;
+}
+
 /**
- * Resolves config, opens the database (embedded when none is configured), installs the stop handlers,
- * runs the action and closes everything on every path. Returns the exit code.
+ * Resolves config, opens the database, installs the stop handlers, runs the action and closes
+ * everything on every path. Returns the exit code.
  */
 export async function withSession(
   flags: CommonFlags,
   action: (s: Session) => Promise<ExitCode>,
   env: NodeJS.ProcessEnv = process.env,
+  options: SessionOptions = {},
 ): Promise<ExitCode> {
-  const config = resolveConfig(flags, env, os.availableParallelism?.() ?? os.cpus().length);
+  const config = resolveConfig(flags, env, { embeddedByDefault: options.embeddedByDefault, cpus: os.availableParallelism?.() ?? os.cpus().length });
   const reporter = Reporter.forStderr();
-  const stop = new AbortController();
-  let signals = 0;
-  const onSignal = (name: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      reporter.warn(`second ${name}: exiting now; a rerun resumes from the last committed checkpoint`);
-      process.exit(EXIT.interrupted);
-    }
-    reporter.warn(`${name} received: stopping after the current unit of work (press Ctrl-C again to exit at once)`);
-    stop.abort(name);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   let database: Database | undefined;
+  const stop = new StopHandler({
+    warn: (m) => reporter.warn(m),
+    cancelRunning: async () => database?.cancelRunning(),
+    beforeForcedExit(line) {
+      reporter.close();
+      process.stderr.write(`zsetup: ${line}\n`);
+    },
+  });
+  stop.install();
   try {
     // Two connections per stream: projections prefilled side by side may hold `concurrency` + 1 streams.
     database = await openDatabase(
@@ -77,9 +90,9 @@ export async function withSession(
       (m) => reporter.info(m),
     );
     reporter.info(`database: ${database.displayUrl} (PostgreSQL ${database.serverVersion})`);
-    if (stop.signal.aborted) throw new InterruptedError('stopped before any work started; nothing was changed');
+    if (stop.signal.aborted) throw new InterruptedError(`stopped (${String(stop.signal.reason)}) before any work started; nothing was changed`);
     const db = database;
-    return await action({
+    const exitCode = await action({
       config,
       database: db,
       reporter,
@@ -89,12 +102,46 @@ export async function withSession(
         const url = config.target.kind === 'url' ? config.target.url : '';
         const text = flags.json ? JSON.stringify(json, null, 2) : human();
         process.stdout.write(scrub(text, url) + '\n');
+        markDocumentWritten();
       },
     });
+    if (exitCode === EXIT.interrupted && stop.signal.aborted) {
+      reporter.close();
+      process.stderr.write(`zsetup: interrupted (${String(stop.signal.reason)}); rerun to resume\n`);
+    }
+    return exitCode;
+  } catch (err) {
+    throw explain(err, stop.signal, options.readOnly ?? false);
   } finally {
     reporter.close();
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
     await database?.close();
+    stop.uninstall();
   }
+}
+
+/**
+ * What a failure means given how the session went: after a stop request a cancelled statement is the
+ * interruption itself; in a read-only command a missing privilege refuses (nothing was written).
+ */
+function explain(err: unknown, signal: AbortSignal, readOnly: boolean): unknown {
+  if (err instanceof ZsetupError) return err;
+  if (isConnectionLost(err)) return new ConnectionLostError(`lost the connection to PostgreSQL (${(err as Error).message}); rerun to resume`, undefined, isDatabaseError(err) ? err.code : undefined);
+  if (signal.aborted) {
+    return new InterruptedError(`interrupted (${String(signal.reason)}); rerun to resume`, undefined, isDatabaseError(err) ? err.code : undefined);
+  }
+  if (readOnly && isDatabaseError(err) && err.code === INSUFFICIENT_PRIVILEGE) {
+    return new RefusedError(`${err.message}; nothing was changed`, PRIVILEGE_HINT, err.code);
+  }
+  return err;
+}
+
+let documentWritten = false;
+
+function markDocumentWritten(): void {
+  documentWritten = true;
+}
+
+/** Whether a command already printed its (one) result document on stdout. */
+export function wasDocumentWritten(): boolean {
+  return documentWritten;
 }

@@ -35,6 +35,15 @@ export interface Database {
   readonly embedded: boolean;
   readonly serverVersion: string;
   readonly serverVersionNum: number;
+  /**
+   * Cancels (pg_cancel_backend) the statements zsetup's own sessions are running right now, except
+   * sessions marked with {@link Database.exemptFromCancel}. Returns how many were cancelled; never throws.
+   */
+  cancelRunning(): Promise<number>;
+  /** Keeps a held session (the runner lock's) out of {@link Database.cancelRunning}. Returns the undo. */
+  exemptFromCancel(client: pg.ClientBase): () => void;
+  /** The first connection error seen on any of the pool's sessions since it opened, if any. */
+  readonly lostConnection: Error | undefined;
   close(): Promise<void>;
 }
 
@@ -70,9 +79,7 @@ async function connect(url: string, settings: SessionSettings, server?: Embedded
     max: settings.maxConnections,
     idleTimeoutMillis: 10_000,
   });
-  // An idle client whose backend was terminated emits 'error' on the pool; without a listener that
-  // would crash the process. The next query on a fresh client reports the problem properly.
-  pool.on('error', () => {});
+  const sessions = trackSessions(pool);
   let version: { server_version: string; server_version_num: number };
   try {
     const r = await pool.query(
@@ -91,6 +98,14 @@ async function connect(url: string, settings: SessionSettings, server?: Embedded
     embedded: server !== undefined,
     serverVersion: version.server_version,
     serverVersionNum: version.server_version_num,
+    cancelRunning: () => cancelSessions(url, sessions),
+    exemptFromCancel(client) {
+      sessions.exempt.add(client);
+      return () => sessions.exempt.delete(client);
+    },
+    get lostConnection() {
+      return sessions.lost;
+    },
     async close() {
       await db.destroy().catch(() => {});
       // kysely only ends a pool it has used; end it ourselves so no idle client keeps the process alive.
@@ -98,6 +113,62 @@ async function connect(url: string, settings: SessionSettings, server?: Embedded
       await server?.stop();
     },
   };
+}
+
+/** The pool's sessions, as far as cancelling and error reporting need them. */
+interface Sessions {
+  readonly clients: Set<pg.Client>;
+  readonly exempt: Set<pg.ClientBase>;
+  lost: Error | undefined;
+}
+
+/**
+ * Puts an 'error' listener on every session of the pool for its whole life. pg-pool listens only while
+ * a client is idle; a checked-out client (a kysely transaction, a COPY stream, a held session) whose
+ * server goes away emits 'error' with no listener, and Node ends the process with a stack trace. The
+ * query in flight is rejected as well, so the error reaches the step that ran it; here it is only noted.
+ */
+function trackSessions(pool: pg.Pool): Sessions {
+  const sessions: Sessions = { clients: new Set(), exempt: new Set(), lost: undefined };
+  const note = (err: Error) => {
+    sessions.lost ??= err;
+  };
+  pool.on('error', note);
+  pool.on('connect', (client) => {
+    sessions.clients.add(client);
+    client.on('error', note);
+  });
+  pool.on('remove', (client) => {
+    sessions.clients.delete(client);
+    sessions.exempt.delete(client);
+  });
+  return sessions;
+}
+
+/**
+ * Cancels what zsetup's own sessions run: on a separate short-lived connection (the pool may be
+ * full), only backends whose pid is one of this pool's sessions AND whose application_name is zsetup's,
+ * and only while they are active, so no other session of the server is ever touched.
+ */
+async function cancelSessions(url: string, sessions: Sessions): Promise<number> {
+  const pids = [...sessions.clients].filter((c) => !sessions.exempt.has(c)).map((c) => (c as unknown as { processID?: number }).processID)
+    .filter((pid): pid is number => typeof pid === 'number');
+  if (pids.length === 0) return 0;
+  const client = new pg.Client({ connectionString: url, application_name: 'zsetup-cancel', connectionTimeoutMillis: 2000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const r = await client.query<{ n: number }>(
+      `SELECT count(*) FILTER (WHERE pg_cancel_backend(pid))::int AS n FROM pg_stat_activity
+        WHERE pid = ANY($1::int[]) AND application_name = 'zsetup' AND state = 'active' AND pid <> pg_backend_pid()`,
+      [pids],
+    );
+    return r.rows[0].n;
+  } catch {
+    return 0;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /** Maps a failed connection attempt to one clear line, with the password masked. */
@@ -132,6 +203,7 @@ export function connectionError(err: unknown, url: string): ConnectionError {
   return new ConnectionError(
     `cannot connect to ${where}: ${reason}`,
     isDatabaseError(err) ? undefined : 'check --database / ZSETUP_DATABASE_URL / DATABASE_URL',
+    isDatabaseError(err) ? err.code : undefined,
   );
 }
 

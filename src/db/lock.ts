@@ -36,6 +36,8 @@ export async function withAdvisoryLock<T>(
     options.onLost?.(err);
   };
   client.on('error', onError);
+  // Stopping cancels zsetup's running statements; the lock session must live on to release the lock.
+  const unexempt = database.exemptFromCancel(client);
   try {
     const waitedMs = await acquire(client, options);
     // A dead lock connection means another runner may take over: poll it so we notice quickly.
@@ -49,6 +51,7 @@ export async function withAdvisoryLock<T>(
       if (!broken) await client.query('SELECT pg_advisory_unlock($1, $2)', [...RUNNER_LOCK]).catch(() => {});
     }
   } finally {
+    unexempt();
     client.removeListener('error', onError);
     client.release(broken ? true : undefined);
   }

@@ -38,7 +38,7 @@ describe('connections and configuration', () => {
     for (const json of [[], ['--json']]) {
       const r = await zsetup(['migrate', ...json, '-d', `postgres://someone:${secret}@127.0.0.1:1/db`]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain('connection refused');
+      expect(r.stdout + r.stderr).toContain('connection refused');
       expect(r.stdout + r.stderr).not.toContain(secret);
     }
   });
@@ -49,7 +49,7 @@ describe('connections and configuration', () => {
     u.password = secret;
     const r = await zsetup(['migrate', '--json', '-d', u.toString()]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/database "zf_no_such_db" does not exist|password authentication failed/);
+    expect(r.stdout + r.stderr).toMatch(/database "zf_no_such_db" does not exist|password authentication failed/);
     expect(r.stdout + r.stderr).not.toContain(secret);
   });
 
@@ -65,7 +65,7 @@ describe('connections and configuration', () => {
       }
       const r = await zsetup(['status', '--json', '-d', withPassword(template.url, role, secret)]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain(`password authentication failed for user "${role}"`);
+      expect(r.stdout + r.stderr).toContain(`password authentication failed for user "${role}"`);
       expect(r.stdout + r.stderr).not.toContain(secret);
     } finally {
       await admin(`DROP ROLE ${role}`);
@@ -93,14 +93,19 @@ describe('connections and configuration', () => {
 });
 
 describe('databases that are not what zsetup expects', () => {
-  it('a database with unrelated tables and no event store: refused (exit 5), nothing created', async () => {
+  it('a database with unrelated tables and no event store: refused (exit 5) by the run and the dry-run alike, nothing created, not even zsetup\'s schema', async () => {
     const db = await emptyDb();
     await db.query(`CREATE TABLE public.customers (id int PRIMARY KEY, name text); INSERT INTO customers VALUES (1, 'x')`);
-    const before = await userData(db);
-    const r = await zsetup(migrateArgs(db));
-    expect(r.code, r.stderr).toBe(5);
-    expect(r.stderr).toContain('public.customers');
-    expect(await userData(db)).toEqual(before);
+    const before = await snapshot(db);
+    for (const extra of [[], ['--json'], ['--dry-run'], ['--dry-run', '--json']]) {
+      const r = await zsetup(migrateArgs(db, ...extra));
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.stdout + r.stderr).toContain('this database is not an event store');
+      expect(r.stdout + r.stderr).toContain('public.customers');
+      if (extra.includes('--json')) expect(JSON.parse(r.stdout).exitCode).toBe(5);
+      expect(await snapshot(db)).toEqual(before);
+    }
+    expect(await db.query(`SELECT to_regnamespace('zsetup')::text AS s`)).toEqual([{ s: null }]);
   });
 
   it('an events2 left half-filled by another tool: refused (exit 5), nothing changed', async () => {
@@ -113,7 +118,7 @@ describe('databases that are not what zsetup expects', () => {
     const before = await userData(db);
     const r = await zsetup(migrateArgs(db));
     expect(r.code, r.stderr).toBe(5);
-    expect(r.stderr).toMatch(/events2 already has rows that zsetup did not copy/);
+    expect(r.stdout + r.stderr).toMatch(/events2 already has rows that zsetup did not copy/);
     expect(await userData(db)).toEqual(before);
   });
 
@@ -131,7 +136,7 @@ describe('databases that are not what zsetup expects', () => {
     const before = await userData(db);
     const r = await zsetup(migrateArgs(db));
     expect(r.code, r.stderr).toBe(5);
-    expect(r.stderr).toContain('editor_user');
+    expect(r.stdout + r.stderr).toContain('editor_user');
     expect(await userData(db)).toEqual(before);
   });
 
@@ -143,7 +148,7 @@ describe('databases that are not what zsetup expects', () => {
     const before = await userData(db);
     const r = await zsetup(migrateArgs(db));
     expect(r.code, r.stderr).toBe(5);
-    expect(r.stderr).toContain(`instance '${row.instance_id}' sequence ${row.seq} aggregate_version 'version-one'`);
+    expect(r.stdout + r.stderr).toContain(`instance '${row.instance_id}' sequence ${row.seq} aggregate_version 'version-one'`);
     expect(await userData(db)).toEqual(before);
   });
 
@@ -153,7 +158,7 @@ describe('databases that are not what zsetup expects', () => {
     await db.query(`INSERT INTO projections.milestones (instance_id, type, reached_date) VALUES ($1, 9, now())`, [inst.instance_id]);
     const r = await zsetup(migrateArgs(db));
     expect(r.code, r.stderr).toBe(5);
-    expect(r.stderr).toContain(`instance "${inst.instance_id}" type 9: unknown milestone type 9`);
+    expect(r.stdout + r.stderr).toContain(`instance "${inst.instance_id}" type 9: unknown milestone type 9`);
     expect((await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE aggregate_type = 'milestone'`))[0].n).toBe(0);
     await db.query(`DELETE FROM projections.milestones WHERE type = 9`);
     const rerun = await zsetup(migrateArgs(db));
@@ -174,8 +179,10 @@ describe('privileges and locks', () => {
       const before = await snapshot(db);
       const r = await zsetup(migrateArgs({ ...db, url: withPassword(db.url, role, 'ro-pass') }));
       expect(r.code, r.stderr).toBe(5);
-      expect(r.stderr).toContain(`role ${role} lacks CREATE on database ${db.name}`);
-      expect(r.stderr).toContain(`GRANT CREATE ON DATABASE ${db.name} TO ${role}`);
+      // zsetup's own needs and every step's, listed at once, before anything (zsetup's schema too) is created.
+      expect(r.stdout + r.stderr).toContain(`role ${role} lacks privileges the pending steps need; nothing was changed`);
+      expect(r.stdout + r.stderr).toContain('zsetup: CREATE on the database (to record its progress in schema zsetup)');
+      expect(r.stdout + r.stderr).toContain('events2: ownership of eventstore.events');
       expect(await snapshot(db)).toEqual(before);
       // With its own schema allowed, the events2 preflight lists what the move lacks, before any write.
       await db.query(`GRANT CREATE ON DATABASE ${db.name} TO ${role}`);
@@ -183,10 +190,46 @@ describe('privileges and locks', () => {
       const second = await zsetup(migrateArgs({ ...db, url: withPassword(db.url, role, 'ro-pass') }));
       expect(second.code, second.stderr).toBe(5);
       // The preflight asks every pending step at once and lists what each lacks.
-      expect(second.stderr).toContain(`role ${role} lacks privileges the pending steps need`);
-      expect(second.stderr).toContain('events2: ownership of eventstore.events');
-      expect(second.stderr).toContain('CREATE on schema eventstore');
+      expect(second.stdout + second.stderr).toContain(`role ${role} lacks privileges the pending steps need`);
+      expect(second.stdout + second.stderr).toContain('events2: ownership of eventstore.events');
+      expect(second.stdout + second.stderr).toContain('CREATE on schema eventstore');
       expect(await userData(db)).toEqual(data);
+    } finally {
+      await waitNoBackends(db);
+      await db.drop();
+      await admin(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('a role without USAGE on the schemas: migrate, the dry-run, status and verify all refuse (exit 5) with a hint, nothing created', async () => {
+    const db = await copyOf(template);
+    // First migrated, so status and verify have something to read.
+    expect((await zsetup(migrateArgs(db))).code).toBe(0);
+    const role = `zf_nu_${crypto.randomBytes(4).toString('hex')}`;
+    await admin(`CREATE ROLE ${role} LOGIN PASSWORD 'nu-pass'`);
+    try {
+      await db.query(`GRANT CONNECT, CREATE ON DATABASE ${db.name} TO ${role}`);
+      const url = withPassword(db.url, role, 'nu-pass');
+      const before = await snapshot(db);
+      const runs: [string[], RegExp][] = [
+        [migrateArgs({ ...db, url }), /lacks USAGE on schema zsetup, eventstore, projections; nothing was changed/],
+        [['migrate', '--dry-run', '-d', url], /permission denied for schema/],
+        [['status', '-d', url], /permission denied for schema/],
+        [['verify', '-d', url], /permission denied for schema/],
+      ];
+      for (const [args, message] of runs) {
+        for (const json of [false, true]) {
+          const r = await zsetup(json ? [...args, '--json'] : args);
+          expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(5);
+          const text = json ? JSON.stringify(JSON.parse(r.stdout)) : r.stderr;
+          expect(text).toMatch(message);
+          expect(text).toMatch(/GRANT USAGE ON SCHEMA/);
+          expect(text).not.toContain('nu-pass');
+          expect(r.stderr).not.toMatch(/\n\s+at /);
+          if (json) expect(JSON.parse(r.stdout).exitCode).toBe(5);
+        }
+      }
+      expect(await snapshot(db)).toEqual(before);
     } finally {
       await waitNoBackends(db);
       await db.drop();
@@ -202,7 +245,7 @@ describe('privileges and locks', () => {
     const r = await zsetup(migrateArgs(db, '--lock-timeout', '500ms'));
     await holder.query('ROLLBACK');
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toContain('canceling statement due to lock timeout');
+    expect(r.stdout + r.stderr).toContain('canceling statement due to lock timeout');
     expect(r.stdout).toContain('55P03');
     expect((await db.query(`SELECT to_regclass('eventstore.events')::text AS t, to_regclass('eventstore.events2')::text AS e2`))[0])
       .toEqual({ t: 'eventstore.events', e2: null });

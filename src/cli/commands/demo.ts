@@ -36,7 +36,7 @@ Examples:
   $ zsetup demo --fresh --events 1000000 --instances 50`)
     .action(async (flags: DemoFlags) => {
       const env = { ...process.env, DATABASE_URL: '', ZSETUP_DATABASE_URL: '' };
-      process.exitCode = await withSession({ dataDir: flags.dataDir, json: flags.json }, async (s) => {
+      process.exitCode = await withSession({ dataDir: flags.dataDir, json: flags.json, embedded: true }, async (s) => {
         const found = (await existingEventStore(s.database.pool)).length > 0;
         if (found && flags.fresh) {
           s.reporter.warn(`--fresh: dropped ${(await dropSeedTargets(s.database)).join(', ')}`);

@@ -37,11 +37,12 @@ Examples:
   $ zsetup init-projections --projections ./my-projections.js
 
 Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
-3 lock wait ran out, 5 refused (e.g. eventstore.events2 missing: run zsetup migrate first), 130 interrupted.`)
+3 lock wait ran out, 5 refused (e.g. eventstore.events2 missing: run zsetup migrate first), 6 lost the
+connection to PostgreSQL (rerun resumes), 130 interrupted.`)
     .action(async (flags: InitProjectionsFlags) => {
       process.exitCode = await withSession(flags, async (s) => {
         const steps = await loadProjectionSteps({ names: flags.projection, file: flags.projections });
         return runSteps(s, steps, { dryRun: flags.dryRun, exact: true });
-      });
+      }, process.env, { readOnly: flags.dryRun });
     });
 }

@@ -30,7 +30,7 @@ export function migrateCommand(): Command {
     .addOption(new Option('--format <format>', 'with --dry-run: the report as plain text or as a Markdown document for a change review').choices(['text', 'markdown']).default('text'))
     .addHelpText('after', `
 Examples:
-  $ zsetup migrate                                  # embedded PostgreSQL in ./.zsetup
+  $ zsetup migrate --embedded                       # the embedded PostgreSQL in ./.zsetup
   $ zsetup migrate -d postgres://zitadel@db:5432/zitadel --lock-wait 30m
   $ zsetup migrate --dry-run --exact --json > plan.json
   $ zsetup migrate --dry-run --init-projections --format markdown > plan.md
@@ -39,15 +39,17 @@ Examples:
   $ zsetup migrate                                  # at deploy time: catch up, cut over (about a second)
 
 Exit codes: 0 done or up to date, 1 a step failed, 2 usage/configuration/connection error,
-3 lock wait ran out, 4 verification of the copied events failed, 5 refused (unsafe database state,
-nothing written), 130 interrupted (rerun resumes).`)
+3 lock wait ran out, 4 verification of the copied events failed, 5 refused (unsafe database state or
+missing privileges, nothing written), 6 lost the connection to PostgreSQL (rerun resumes),
+130 interrupted (rerun resumes).`)
     .action(async (flags: MigrateFlags) => {
       const move = moveRequest(flags);
       if (flags.format === 'markdown' && (!flags.dryRun || flags.json)) throw new ConfigError('--format markdown is the dry-run report: use it with --dry-run and without --json');
+      if (flags.exact && !flags.dryRun) throw new ConfigError('--exact counts rows for the dry-run report: use it with --dry-run');
       process.exitCode = await withSession(flags, async (s) => {
         const steps = withMoveRequest(move, await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections }));
         return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.prepare ? 'events2' : flags.only, exact: flags.exact, format: flags.format });
-      });
+      }, process.env, { readOnly: flags.dryRun });
     });
 }
 

@@ -39,7 +39,7 @@ Exit codes: 0 seeded, 2 usage/configuration/connection error, 5 refused.`)
         const message = describeSeed(summary);
         s.output({ database: s.database.displayUrl, ...summary }, () => `seeded ${message} in ${formatDuration(summary.durationMs)}`);
         return 0;
-      });
+      }, process.env, { embeddedByDefault: true });
     });
 }
 

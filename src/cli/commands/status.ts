@@ -19,6 +19,6 @@ Examples:
         const result = await getStatus(s.database, await loadSteps({ initProjections: true }));
         s.output({ database: s.database.displayUrl, ...result }, () => renderStatus(result));
         return 0;
-      });
+      }, process.env, { readOnly: true });
     });
 }
