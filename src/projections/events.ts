@@ -154,6 +154,16 @@ function sortWindow(events: ProjectionEvent[]): boolean {
   return true;
 }
 
+/** Default of StreamReader's `maxBytes`: 16 MiB of event text per batch. */
+export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
+
+/** Events read, with the size of each as read (see StreamReader's `maxBytes`) and their sum. */
+interface EventsRead {
+  readonly events: ProjectionEvent[];
+  readonly sizes: number[];
+  readonly bytes: number;
+}
+
 /** How a window is read: every row unsorted (Node sorts), or sorted by PostgreSQL after a key and limited. */
 type WindowRead =
   | { readonly sorted: false; readonly cap: number }
@@ -172,7 +182,11 @@ type WindowRead =
  *   continuing after the last event returned;
  * - a window where two events share (position, in_tx_order) is read sorted, so the remaining key
  *   columns order as in the database (events of one transaction never do).
- * A batch holds at most twice `batchSize` events.
+ * A batch holds at most twice `batchSize` events, and at most `maxBytes` of event text (the payload's
+ * JSON and the other columns as read, counted in characters) unless a single event is larger: batch
+ * sizes count events, and large payloads (SAML metadata, for instance) would otherwise leave memory
+ * unbounded. The byte budget caps how many rows a read may return, by the size of the events read
+ * last; a window over budget is narrowed, and a sorted read keeps only what fits.
  */
 export class StreamReader {
   /** The last event returned when a window was left part read; the next read continues after it. */
@@ -182,6 +196,8 @@ export class StreamReader {
   private scanFrom: string;
   private delta: number;
   private finished = false;
+  /** Average size of the events of the last read, to cap a read by the byte budget. */
+  private eventSize = 256;
   /** Instances by the position their stream starts at, earliest first. */
   private readonly starts: readonly (StreamStart & { readonly start: string })[];
 
@@ -192,6 +208,7 @@ export class StreamReader {
     private readonly endPoint: string,
     private readonly batchSize: number,
     events: number,
+    private readonly maxBytes: number = DEFAULT_BATCH_BYTES,
   ) {
     this.starts = starts
       .map((s) => ({ ...s, start: s.from?.position ?? s.firstPosition ?? endPoint }))
@@ -201,40 +218,56 @@ export class StreamReader {
     this.delta = Math.max(MIN_DELTA, (span * batchSize) / Math.max(events, 1));
   }
 
-  /** The next batch in order (up to twice `batchSize` events), or null when the end point is reached. */
+  /**
+   * The next batch in order (up to twice `batchSize` events and `maxBytes` of event text), or null when
+   * the end point is reached.
+   */
   async next(): Promise<ProjectionEvent[] | null> {
     const batch: ProjectionEvent[] = [];
-    while (!this.finished && batch.length < this.batchSize / 2) {
+    let bytes = 0;
+    while (!this.finished && batch.length < this.batchSize / 2 && bytes < this.maxBytes / 2) {
       const windowEnd = minPosition(addToPosition(this.scanFrom, this.delta), this.endPoint);
+      // The events the byte budget still takes, at the size of the events read last.
+      const byBytes = Math.max(1, Math.floor((this.maxBytes - bytes) / this.eventSize));
       if (!this.after) {
-        const cap = 2 * this.batchSize - batch.length;
-        const events = await this.read(windowEnd, { sorted: false, cap });
-        if (events.length > cap && this.shrinks < 3 && this.delta > MIN_DELTA) {
+        const cap = Math.min(2 * this.batchSize - batch.length, byBytes);
+        const read = await this.read(windowEnd, { sorted: false, cap });
+        const fits = read.events.length <= cap && bytes + read.bytes <= this.maxBytes;
+        if (!fits && this.shrinks < 3 && this.delta > MIN_DELTA) {
           // More than the batch can take: try a narrower window.
           this.shrinks++;
           this.delta = Math.max(MIN_DELTA, this.delta / 8);
           continue;
         }
-        if (events.length <= cap && sortWindow(events)) {
-          for (const e of events) batch.push(e);
-          this.windowDone(windowEnd, events.length);
+        if (fits && sortWindow(read.events)) {
+          for (const e of read.events) batch.push(e);
+          bytes += read.bytes;
+          this.windowDone(windowEnd, read.events.length);
           continue;
         }
       }
       // PostgreSQL sorts: a batch's worth, after the last event returned from this window so far.
-      const limit = this.batchSize - batch.length;
-      const events = await this.read(windowEnd, { sorted: true, limit, after: this.after });
-      for (const e of events) batch.push(e);
-      if (events.length < limit) {
-        this.windowDone(windowEnd, events.length);
+      const limit = Math.min(this.batchSize - batch.length, byBytes);
+      const read = await this.read(windowEnd, { sorted: true, limit, after: this.after });
+      // What the byte budget takes; a batch takes its first event whatever its size, so it advances.
+      let kept = 0;
+      for (; kept < read.events.length; kept++) {
+        if (batch.length > 0 && bytes + read.sizes[kept] > this.maxBytes) break;
+        batch.push(read.events[kept]);
+        bytes += read.sizes[kept];
+      }
+      if (kept === read.events.length && kept < limit) {
+        this.windowDone(windowEnd, kept);
         continue;
       }
-      // The window holds more: go on after the last event, with a window the returned rows' density calls for.
-      const last = events[events.length - 1];
+      // Nothing fitted: the batch is full, and the next one reads these events again.
+      if (kept === 0) break;
+      // The window holds more: go on after the last event kept, with a window the returned rows' density calls for.
+      const last = batch[batch.length - 1];
       const covered = positionSpan(this.scanFrom, last.position);
       this.after = last;
       this.scanFrom = last.position;
-      this.delta = Math.max(MIN_DELTA, Math.min(this.delta / 2, (covered * this.batchSize) / limit));
+      this.delta = Math.max(MIN_DELTA, Math.min(this.delta / 2, (covered * this.batchSize) / kept));
       break;
     }
     return batch.length ? batch : null;
@@ -257,15 +290,23 @@ export class StreamReader {
    * The events of a window, read packed (see PACKED_COLUMNS), or column by column when a value
    * contains the separator.
    */
-  private async read(windowEnd: string, how: WindowRead): Promise<ProjectionEvent[]> {
-    const rows = await this.query(windowEnd, how, true);
+  private async read(windowEnd: string, how: WindowRead): Promise<EventsRead> {
+    let rows = await this.query(windowEnd, how, true);
     const events: ProjectionEvent[] = [];
     for (const row of rows) {
       const fields = row[0]!.split(SEPARATOR);
-      if (fields.length !== PACKED_FIELDS) return (await this.query(windowEnd, how, false)).map(toEvent);
+      if (fields.length !== PACKED_FIELDS) {
+        rows = await this.query(windowEnd, how, false);
+        events.length = 0;
+        for (const r of rows) events.push(toEvent([...r]));
+        break;
+      }
       events.push(packedEvent(fields, row[1]));
     }
-    return events;
+    const sizes = rows.map((r) => r.reduce((n, v) => n + (v?.length ?? 0), 0));
+    const bytes = sizes.reduce((n, x) => n + x, 0);
+    if (events.length) this.eventSize = Math.max(1, bytes / events.length);
+    return { events, sizes, bytes };
   }
 
   private async query(windowEnd: string, how: WindowRead, packed: boolean): Promise<(string | null)[][]> {
