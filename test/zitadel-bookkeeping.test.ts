@@ -246,3 +246,24 @@ describe('bookkeeping tables of a shape no ZITADEL version leaves', () => {
     expect(await tdb.query(`SELECT to_regclass('projections.failed_events2') AS t`)).toEqual([{ t: null }]);
   });
 });
+
+describe('tables created where later ZITADEL steps are already recorded', () => {
+  it('carry those steps\' columns and indexes (25 on users14_notifications, 48 on apps7_saml_configs)', async () => {
+    await seedLegacy(database, { events: 2_000, instances: 2 });
+    await run(false);
+    // ZITADEL recorded 25 and 48 done (they did nothing: the tables did not exist yet), and never runs them again.
+    const { recordMigrations } = await import('../src/zitadel/migrations.js');
+    await recordMigrations(database.pool, [{ name: '25_user14_add_lower_fields_to_verified_email' }, { name: '48_apps7_saml_configs_login_version' }]);
+    await run();
+    const cols = await tdb.query(`SELECT table_name, column_name, is_generated, generation_expression FROM information_schema.columns
+      WHERE table_schema = 'projections' AND column_name IN ('verified_email_lower', 'login_version', 'login_base_uri') ORDER BY 1, 2`);
+    expect(cols.map((c) => `${c.table_name}.${c.column_name}`)).toEqual([
+      'apps7_oidc_configs.login_base_uri', 'apps7_oidc_configs.login_version',
+      'apps7_saml_configs.login_base_uri', 'apps7_saml_configs.login_version', 'users14_notifications.verified_email_lower',
+    ]);
+    expect(cols.find((c) => c.column_name === 'verified_email_lower')).toMatchObject({ is_generated: 'ALWAYS', generation_expression: 'lower(verified_email)' });
+    expect(await tdb.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'users14_notifications_email_search'`)).toEqual([
+      { indexdef: 'CREATE INDEX users14_notifications_email_search ON projections.users14_notifications USING btree (instance_id, verified_email_lower)' },
+    ]);
+  });
+});

@@ -5,6 +5,7 @@ import { bookkeepingComplete, ensureBookkeeping, statesShape, type StatesShape }
 import type { Queryable } from './events.js';
 import type { ProjectionModel, TableModel } from './model.js';
 import type { ColumnValue } from './types.js';
+import { readMigrations } from '../zitadel/migrations.js';
 import { q, qt } from './write.js';
 
 function literal(v: ColumnValue): string {
@@ -77,6 +78,34 @@ function refuseLackingColumns(models: readonly ProjectionModel[], catalog: Reado
   }
 }
 
+/**
+ * Later ZITADEL steps that change a projection table in place (guarded, and doing nothing where the
+ * table does not exist). ZITADEL never runs a step recorded done again, nor alters an existing table,
+ * so a table zsetup creates where such a step is already recorded must carry that step's effect.
+ */
+const RECORDED_ADDITIONS: readonly { readonly step: string; readonly table: string; readonly ddl: string }[] = [
+  {
+    step: '25_user14_add_lower_fields_to_verified_email',
+    table: 'projections.users14_notifications',
+    ddl: `ALTER TABLE projections.users14_notifications ADD COLUMN IF NOT EXISTS verified_email_lower TEXT GENERATED ALWAYS AS (lower(verified_email)) STORED;
+CREATE INDEX IF NOT EXISTS users14_notifications_email_search ON projections.users14_notifications (instance_id, verified_email_lower);`,
+  },
+  {
+    step: '48_apps7_saml_configs_login_version',
+    table: 'projections.apps7_saml_configs',
+    ddl: `ALTER TABLE projections.apps7_saml_configs ADD COLUMN IF NOT EXISTS login_version SMALLINT, ADD COLUMN IF NOT EXISTS login_base_uri TEXT;`,
+  },
+];
+
+/** The DDL of the tables to create, each followed by the additions of the later steps already recorded. */
+async function creationDdl(client: Queryable, tables: readonly TableModel[]): Promise<string> {
+  const recorded = await readMigrations(client);
+  return tables.map((t) => [
+    tableDdl(t),
+    ...RECORDED_ADDITIONS.filter((a) => a.table === t.name && recorded.get(a.step)?.state === 'done').map((a) => a.ddl),
+  ].join('\n')).join('\n');
+}
+
 /** What ensureTables found and did. */
 export interface EnsuredTables {
   readonly shape: StatesShape;
@@ -111,7 +140,7 @@ export async function ensureTables(client: pg.ClientBase, ...models: ProjectionM
         await resetProjection(client, m, now);
         rebuilt.push(m.name);
       }
-      await client.query(missing.map(tableDdl).join('\n'));
+      await client.query(await creationDdl(client, missing));
     }
     return { shape, rebuilt };
   });
