@@ -2,8 +2,15 @@ import type { ProgressUpdate } from './step.js';
 import type { Progress } from './steps-table.js';
 
 /**
+ * How long a phase must have been measured before a rate (and so an ETA) is given: a rate taken over
+ * the first half second of a copy once promised `ETA 60h14m`.
+ */
+export const MIN_MEASURED_MS = 2_000;
+
+/**
  * Turns a step's raw counts into progress with a rate and an ETA. The rate is measured over a sliding
- * window of recent samples, so a resumed run or a slow start does not distort it. Restarts per phase.
+ * window of recent samples, so a resumed run or a slow start does not distort it. Restarts per phase;
+ * no rate nor ETA until the window spans {@link MIN_MEASURED_MS} and the count has moved in it.
  */
 export class ProgressMeter {
   private samples: { t: number; done: number }[] = [];
@@ -28,7 +35,7 @@ export class ProgressMeter {
     while (this.samples.length > 2 && t - this.samples[0].t > this.windowMs) this.samples.shift();
     const first = this.samples[0];
     const dt = (t - first.t) / 1000;
-    const rate = dt >= 0.5 ? (u.done - first.done) / dt : null;
+    const rate = dt * 1000 >= MIN_MEASURED_MS && u.done > first.done ? (u.done - first.done) / dt : null;
     const total = u.total ?? null;
     const etaSeconds = rate && rate > 0 && total !== null ? Math.max(0, (total - u.done) / rate) : null;
     this.latest = { phase: u.phase, done: u.done, total, unit: u.unit ?? 'units', rate, etaSeconds };

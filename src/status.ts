@@ -1,5 +1,6 @@
 import type { Database } from './db/connection.js';
 import { lockHolder } from './db/lock.js';
+import { projectionStates, type ProjectionState } from './projection-status.js';
 import type { LockHolder, Step } from './step.js';
 import { readSteps, type StepRow, type StepStatus } from './steps-table.js';
 import { readMigrations, type MigrationState } from './zitadel/migrations.js';
@@ -44,6 +45,8 @@ export interface StepStatusReport {
   /** True while another process is running this step right now. */
   readonly live: boolean;
   readonly row?: StepRow;
+  /** A projection's state read from the database (`status --init-projections`); absent while it runs. */
+  readonly projection?: ProjectionState;
 }
 
 /** The status report. */
@@ -55,8 +58,14 @@ export interface StatusResult {
   readonly zitadel: readonly ZitadelStepReport[];
 }
 
+/** Inputs of {@link getStatus}. */
+export interface StatusOptions {
+  /** Also read every projection's backlog and recorded positions from the database. Default is false. */
+  readonly projections?: boolean;
+}
+
 /** Reads every known step's state (plus rows of steps this build does not know). Writes nothing. */
-export async function getStatus(database: Database, steps: readonly Step<any>[]): Promise<StatusResult> {
+export async function getStatus(database: Database, steps: readonly Step<any>[], options: StatusOptions = {}): Promise<StatusResult> {
   const [rows, runner, zitadel] = await Promise.all([readSteps(database.db), lockHolder(database.pool), zitadelStatus(database, steps)]);
   const report = (id: string, title: string): StepStatusReport => {
     const row = rows.get(id);
@@ -65,7 +74,13 @@ export async function getStatus(database: Database, steps: readonly Step<any>[])
     const status = recorded === 'running' && runner === null ? 'interrupted' : recorded;
     return { id, title, status, live, row };
   };
-  const known = steps.map((s) => report(s.id, s.title));
+  const known = await withProjectionStates(database, steps, steps.map((s) => report(s.id, s.title)), options);
   const extra = [...rows.keys()].filter((id) => !steps.some((s) => s.id === id)).map((id) => report(id, id));
   return { runner, steps: [...known, ...extra], zitadel };
+}
+
+async function withProjectionStates(database: Database, steps: readonly Step<any>[], reports: StepStatusReport[], options: StatusOptions): Promise<StepStatusReport[]> {
+  if (!options.projections) return reports;
+  const states = await projectionStates(database, steps, new Set(reports.filter((r) => r.live).map((r) => r.id)));
+  return reports.map((r) => (states.has(r.id) ? { ...r, projection: states.get(r.id) } : r));
 }

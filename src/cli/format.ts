@@ -41,3 +41,28 @@ export function formatProgress(p: Progress): string {
 export function plural(n: number, word: string, many = `${word}s`): string {
   return n === 1 ? word : many;
 }
+
+/**
+ * A step's text without the name its id already says: for `projection:projections.orgs1`, a text
+ * `projections.orgs1: 12 events` becomes `12 events`.
+ */
+export function dropName(stepId: string, text: string): string {
+  const name = stepId.slice(stepId.indexOf(':') + 1);
+  return name !== stepId && text.startsWith(`${name}: `) ? text.slice(name.length + 2) : text;
+}
+
+/** `<step id>: <text>`, without saying the name twice (see {@link dropName}). */
+export function labelled(stepId: string, text: string): string {
+  return `${stepId}: ${dropName(stepId, text)}`;
+}
+
+/**
+ * Thousands separators in a step's message (`13086 events` → `13,086 events`): every run of five or
+ * more digits, or of four followed by a space, that stands alone. Digits next to a letter, colon,
+ * slash, hyphen, quote or a decimal point are left alone: ids, positions, times, ports and dates keep
+ * their form.
+ */
+export function groupDigits(text: string): string {
+  return text.replace(/(?<![\w:/'"’-]|\d\.)\d{4,}(?![\w:/'"’-]|\.\d)/g, (digits, offset: number, all: string) =>
+    digits.length === 4 && all[offset + 4] !== ' ' ? digits : formatCount(Number(digits)));
+}

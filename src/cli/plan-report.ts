@@ -1,6 +1,6 @@
 import { summarizePlan, type PlanResult, type PlanSummary, type StepPlanReport } from '../plan.js';
 import type { Step } from '../step.js';
-import { formatBytes, formatCount, formatDuration } from './format.js';
+import { formatBytes, formatCount, formatDuration, groupDigits } from './format.js';
 import { renderError } from './render.js';
 
 /** What the plan reports say besides the plan itself. */
@@ -32,12 +32,12 @@ export function renderPlanText(r: PlanResult, context: PlanReportContext = {}): 
       continue;
     }
     const p = s.plan!;
-    out.push(`${s.id}: ${p.action}${resumeNote(s)}`);
+    out.push(`${s.id}: ${groupDigits(p.action)}${resumeNote(s)}`);
     const rows = detailRows(p.details);
     if (p.estimatedSeconds !== undefined && p.willChange) rows.push(['estimated time', formatDuration(p.estimatedSeconds * 1000)]);
     const width = Math.max(0, ...rows.map(([k]) => k.length)) + 1;
     for (const [k, v] of rows) out.push(`  ${`${k}:`.padEnd(width)} ${v}`);
-    for (const n of p.notes ?? []) out.push(`  note: ${n}`);
+    for (const n of p.notes ?? []) out.push(`  note: ${groupDigits(n)}`);
   }
   return out.join('\n');
 }
@@ -51,7 +51,7 @@ export function renderPlanMarkdown(r: PlanResult, context: PlanReportContext = {
   for (const [label, text] of summaryRows(r, summary, context)) out.push(`| ${label} | ${cell(text)} |`);
   out.push('', '## Steps', '', '| # | step | state | what it would do | estimated time |', '|---|---|---|---|---|');
   r.steps.forEach((s, i) => {
-    const what = s.error ? `cannot plan: ${s.error.message}` : s.plan ? s.plan.action + resumeNote(s) : 'already done';
+    const what = s.error ? `cannot plan: ${s.error.message}` : s.plan ? groupDigits(s.plan.action) + resumeNote(s) : 'already done';
     const time = s.plan?.willChange && s.plan.estimatedSeconds !== undefined ? formatDuration(s.plan.estimatedSeconds * 1000) : '—';
     out.push(`| ${i + 1} | \`${s.id}\` | ${s.state} | ${cell(what)} | ${time} |`);
   });
@@ -62,11 +62,11 @@ export function renderPlanMarkdown(r: PlanResult, context: PlanReportContext = {
       out.push(...renderError(s.error, s.id).map((l) => `> ${l}`));
       continue;
     }
-    out.push(s.plan!.action + resumeNote(s));
+    out.push(groupDigits(s.plan!.action) + resumeNote(s));
     const rows = detailRows(s.plan!.details);
     if (rows.length) out.push('', '| figure | value |', '|---|---|', ...rows.map(([k, v]) => `| ${cell(k)} | ${cell(v)} |`));
     const notes = s.plan!.notes ?? [];
-    if (notes.length) out.push('', ...notes.map((n) => `- ${cell(n)}`));
+    if (notes.length) out.push('', ...notes.map((n) => `- ${cell(groupDigits(n))}`));
   }
   return out.join('\n') + '\n';
 }

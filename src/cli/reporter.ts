@@ -2,7 +2,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import ora, { type Ora } from 'ora';
 import { describeHolder } from '../db/lock.js';
 import type { RunEvent, StepResult } from '../step.js';
-import { formatDuration, formatProgress } from './format.js';
+import { formatDuration, formatProgress, groupDigits, labelled } from './format.js';
 
 /** How progress is shown: spinners on a terminal, timestamped lines elsewhere. */
 export type ReporterMode = 'tty' | 'plain';
@@ -24,6 +24,8 @@ export class Reporter {
   private spinner: Ora | undefined;
   private readonly running = new Map<string, string>();
   private lastProgressLine = new Map<string, number>();
+  /** Plain mode: the phase each step last logged, so a new phase is logged at once. */
+  private lastPhase = new Map<string, string>();
   private lastLockLine = 0;
 
   constructor(private readonly options: ReporterOptions) {
@@ -55,27 +57,31 @@ export class Reporter {
   handle(event: RunEvent): void {
     switch (event.type) {
       case 'log':
-        return event.level === 'warn' ? this.warn(prefix(event.stepId) + event.message) : this.line(prefix(event.stepId) + event.message);
+        return event.level === 'warn' ? this.warn(stepText(event.stepId, event.message)) : this.line(stepText(event.stepId, event.message));
       case 'lock-wait':
         return this.lockWait(event.holder ? describeHolder(event.holder) : 'a session that just released it', event.waitedMs);
       case 'lock-acquired':
         return this.line(`got the runner lock after ${formatDuration(event.waitedMs)}`);
       case 'step-start': {
+        this.lastPhase.delete(event.stepId);
         const what = `${event.stepId}: ${event.title}${event.resuming ? ' (resuming from checkpoint)' : ''}${event.attempt > 1 ? `, attempt ${event.attempt}` : ''}`;
         if (this.options.mode === 'tty') this.showRunning(event.stepId, what);
         else this.line(`start ${what}`);
         return;
       }
       case 'step-progress': {
-        const text = `${event.stepId}: ${formatProgress(event.progress)}`;
+        const text = labelled(event.stepId, formatProgress(event.progress));
         if (this.options.mode === 'tty') {
           if (this.running.has(event.stepId)) this.showRunning(event.stepId, text);
           return;
         }
+        // Every phase change is logged; within a phase, one line per interval.
         const now = Date.now();
         const last = this.lastProgressLine.get(event.stepId) ?? 0;
-        if (now - last >= (this.options.progressIntervalMs ?? 10_000)) {
+        const newPhase = this.lastPhase.get(event.stepId) !== event.progress.phase;
+        if (newPhase || now - last >= (this.options.progressIntervalMs ?? 10_000)) {
           this.lastProgressLine.set(event.stepId, now);
+          this.lastPhase.set(event.stepId, event.progress.phase);
           this.line(text);
         }
         return;
@@ -85,12 +91,16 @@ export class Reporter {
     }
   }
 
+  /**
+   * The one line of a finished step. A failure's error is not repeated here: the final report (or the
+   * JSON document) carries it in full, with SQLSTATE, detail and hint.
+   */
   private stepEnd(r: StepResult): void {
     const took = r.durationMs !== undefined ? ` (${formatDuration(r.durationMs)})` : '';
     const text =
       r.status === 'skipped' ? `${r.id}: already done`
-      : r.status === 'succeeded' ? `${r.id}: ${r.summary?.message ?? 'done'}${took}`
-      : `${r.id}: ${r.status}${took}: ${r.error?.message ?? ''}`;
+      : r.status === 'succeeded' ? `${groupDigits(labelled(r.id, r.summary?.message ?? 'done'))}${took}`
+      : `${r.id}: ${r.status}${took}`;
     if (this.options.mode === 'tty' && this.running.delete(r.id) && this.spinner) {
       const symbol = r.status === 'succeeded' ? this.c.green('✔') : r.status === 'skipped' ? this.c.blue('ℹ') : this.c.red('✖');
       this.line(`${symbol} ${r.status === 'succeeded' || r.status === 'skipped' ? text : this.c.red(text)}`);
@@ -121,7 +131,9 @@ export class Reporter {
     // discardStdin off: ora's stdin discarding puts the terminal in raw mode, and its Ctrl-C detection
     // needs a stdin that is read, which ours is not; so Ctrl-C never became SIGINT. The terminal stays
     // in its normal mode and delivers SIGINT itself.
-    else this.spinner = ora({ text: all, stream: this.stream, color: 'cyan', discardStdin: false }).start();
+    // ora colours its spinner through its own chalk, which ignores NO_COLOR: switch it off here. The
+    // mode was chosen already (forStderr): ora must not decide again (it turns itself off when CI is set at all).
+    else this.spinner = ora({ text: all, stream: this.stream, color: this.options.color ? 'cyan' : false, discardStdin: false, isEnabled: true }).start();
   }
 
   /** Stops any spinner (e.g. before the final report). */
@@ -145,6 +157,7 @@ export class Reporter {
   }
 }
 
-function prefix(stepId?: string): string {
-  return stepId ? `${stepId}: ` : '';
+/** A log line of a step, with its id and its counts grouped; other log lines as they are. */
+function stepText(stepId: string | undefined, message: string): string {
+  return stepId ? groupDigits(labelled(stepId, message)) : message;
 }

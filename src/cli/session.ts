@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
+import { availableCpus } from '../cpus.js';
 import { resolveConfig, type ConfigOptions, type ResolvedConfig } from '../config.js';
 import { openDatabase, scrub, type Database } from '../db/connection.js';
 import {
@@ -70,7 +71,7 @@ export async function withSession(
   env: NodeJS.ProcessEnv = process.env,
   options: SessionOptions = {},
 ): Promise<ExitCode> {
-  const config = resolveConfig(flags, env, { embeddedByDefault: options.embeddedByDefault, cpus: os.availableParallelism?.() ?? os.cpus().length });
+  const config = resolveConfig(flags, env, { embeddedByDefault: options.embeddedByDefault, cpus: availableCpus() });
   const reporter = Reporter.forStderr();
   let database: Database | undefined;
   const stop = new StopHandler({

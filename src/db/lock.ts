@@ -69,7 +69,7 @@ async function acquire(client: pg.PoolClient, options: LockOptions): Promise<num
     if (waited >= options.waitMs) {
       throw new LockTimeoutError(
         `gave up after ${Math.round(waited / 1000)}s waiting for the zsetup runner lock${holder ? `, held by ${describeHolder(holder)}` : ''}`,
-        'another zsetup is running against this database; raise --lock-wait or stop the other runner',
+        lockWaitHint(holder),
       );
     }
     if (options.signal?.aborted) throw new InterruptedError('stopped while waiting for the runner lock; nothing was changed');
@@ -102,4 +102,15 @@ export async function lockHolder(client: pg.ClientBase | pg.Pool): Promise<LockH
 /** `pid 123 (zsetup) from 10.0.0.5, connected since …` */
 export function describeHolder(h: LockHolder): string {
   return `backend pid ${h.pid} (${h.applicationName || 'no application_name'}) from ${h.clientAddr ?? 'local socket'}, connected since ${h.backendStart}`;
+}
+
+/** What to do about a runner lock held too long: names its holder instead of assuming another zsetup. */
+export function lockWaitHint(holder: LockHolder | null): string {
+  if (!holder) return 'its holder released it just now: run again';
+  if (holder.applicationName === 'zsetup') {
+    return `another zsetup (backend pid ${holder.pid}) is running against this database: wait for it with a longer --lock-wait, or stop it`;
+  }
+  const who = holder.applicationName ? `application_name '${holder.applicationName}'` : 'a session without application_name';
+  return `the lock is held by ${who} (backend pid ${holder.pid}), not by a zsetup runner: look it up with ` +
+    `SELECT * FROM pg_stat_activity WHERE pid = ${holder.pid}; end that session or raise --lock-wait`;
 }

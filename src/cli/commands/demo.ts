@@ -50,7 +50,7 @@ Examples:
         const exitCode = await runSteps(s, steps, {});
         if (!flags.json) {
           const status = await getStatus(s.database, steps);
-          s.output(status, () => `\n${renderStatus(status)}`);
+          s.output(status, () => `\n${renderStatus(status, { summaries: false })}`);
         }
         return exitCode;
       }, env);
