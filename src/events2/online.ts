@@ -217,7 +217,8 @@ function summary(verified: { events: number; instances: number }, cut: CutOverRe
     instances: verified.instances,
     verified: true,
     online: true,
-    appliedFromCapture: meter.applied,
+    // The catch-up's batches and the drain under the lock (events the old version wrote during the move).
+    appliedFromCapture: meter.applied + (cut?.drained ?? 0),
     ...(cut ? { cutOver: cut } : {}),
     ...timings,
   };
