@@ -97,7 +97,7 @@ export class BatchFold {
       this.done.push(this.segment.writes());
       this.segment = new Segment(this.model);
       // A fresh segment takes any change: nothing was folded before it.
-      this.segment.apply(op);
+      if (!this.segment.apply(op)) throw new Error(`fold: a fresh segment refused a ${op.kind} on ${op.table.name}`);
     }
   }
 
