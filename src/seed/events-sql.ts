@@ -116,27 +116,89 @@ function payloadSql(): string {
   return `CASE e.event_type ${arms.map(([type, expr]) => `WHEN '${type}' THEN ${expr}`).join('\n  ')} END`;
 }
 
+/** The ids of the login-flow aggregates of a scene row `r` (sessions, OIDC sessions, auth requests). */
+interface LoginIds {
+  readonly session: string;
+  readonly oidc: string;
+  readonly authreq: string;
+}
+
+const NATURAL_LOGIN_IDS: LoginIds = { session: 'r.session_id', oidc: 'r.oidc_id', authreq: 'i.base + 16 * r.s + 4' };
+
+/**
+ * With `--aggregates`, the login-flow ids are folded onto `i.pool` scene slots per instance: an id
+ * `base + 16 * m + role` becomes `base + 16 * (1 + m % pool) + role`, so many logins reuse a few
+ * aggregates (the ids of other roles and kinds stay apart: the role is kept).
+ */
+function foldedLoginIds(): LoginIds {
+  const fold = (x: string) => `CASE WHEN i.pool IS NULL THEN ${x}
+    ELSE i.base + 16 * (1 + ((${x}) - i.base) / 16 % i.pool) + ((${x}) - i.base) % 16 END`;
+  return { session: fold(NATURAL_LOGIN_IDS.session), oidc: fold(NATURAL_LOGIN_IDS.oidc), authreq: fold(NATURAL_LOGIN_IDS.authreq) };
+}
+
 /**
  * Aggregate of a template role as numbers (type code, numeric id), so the window sorts compare integers;
  * the outer query turns them into the text columns. Owner per spec §1.
  */
-const AGGREGATE = `
+function aggregateSql(ids: LoginIds): string {
+  return `
   CASE t.agg WHEN 'instance' THEN 1 WHEN 'org' THEN 2 WHEN 'project' THEN 3 WHEN 'session' THEN 4
     WHEN 'oidc' THEN 5 WHEN 'authreq' THEN 6 ELSE 7 END AS agg_code,
   CASE t.agg WHEN 'instance' THEN i.base WHEN 'org' THEN r.org_id WHEN 'user' THEN r.user_id WHEN 'login_client' THEN i.base + 8
-    WHEN 'project' THEN r.project_id WHEN 'session' THEN r.session_id WHEN 'oidc' THEN r.oidc_id ELSE i.base + 16 * r.s + 4 END AS agg_num,
+    WHEN 'project' THEN r.project_id WHEN 'session' THEN ${ids.session} WHEN 'oidc' THEN ${ids.oidc} ELSE ${ids.authreq} END AS agg_num,
   CASE WHEN t.agg IN ('instance', 'session', 'authreq') THEN i.instance_id WHEN t.agg = 'login_client' THEN (i.base + 1)::text
     ELSE r.org_id::text END AS owner`;
+}
 
 /** Aggregate type names of the codes above. */
 const AGGREGATE_TYPE = `(ARRAY['instance', 'org', 'project', 'session', 'oidc_session', 'auth_request', 'user'])[e.agg_code]`;
+
+/** Dataset-shape options of the event rows; each one unset leaves the rows exactly as without it. */
+export interface EventShape {
+  /** Fold the login-flow aggregates onto `zsetup_seed.inst.pool` slots per instance. */
+  readonly foldAggregates?: boolean;
+  /** Pad every non-NULL payload with a `padding` text to about this many bytes of JSON text. */
+  readonly payloadBytes?: number;
+  /** Events of an instance share one creation_date in consecutive groups of this many. */
+  readonly eventsPerTx?: number;
+}
 
 /**
  * Inserts the events of instances $1…$2 (inclusive). Events of one push share their creation date;
  * after the step `11_event_created_at` ($3) `created_at` trails it by a few microseconds, as
  * clock_timestamp() did. `id` is a uuid derived from the seed, instance and sequence.
  */
-export function insertEventsSql(seed: number): string {
+export function insertEventsSql(seed: number, shape: EventShape = {}): string {
+  const ids = shape.foldAggregates ? foldedLoginIds() : NATURAL_LOGIN_IDS;
+  const grouped = shape.eventsPerTx !== undefined;
+  // A group's events take its first event's date (dates stay monotonic: groups follow the sequence).
+  const cd = grouped ? 'e.gcd' : 'e.cd';
+  const txOrd = grouped ? `(e.seq - 1) % ${shape.eventsPerTx}` : 'e.ord';
+  const payload = shape.payloadBytes !== undefined ? 'pl.p' : payloadSql();
+  const inner = `
+  SELECT r.inst, r.off + t.ord + 1 AS seq, t.ord, t.event_type, r.kind, r.k, i.base, i.instance_id, i.name AS iname, i.domain,
+    r.org_id, r.user_id, r.project_id, ${ids.session} AS session_id,
+    CASE WHEN t.arg IS NOT NULL THEN i.base + split_part(t.arg, ':', 1)::int ELSE r.app_id END AS app,
+    CASE WHEN t.arg IS NOT NULL THEN split_part(t.arg, ':', 2) ELSE ${S}.pick(ARRAY['web', 'backend', 'mobile', 'admin-ui', 'cli', 'worker'], ${S}.h(r.app_id, 90)) END AS app_name,
+    CASE WHEN t.event_type LIKE 'org.domain.%'
+      THEN jsonb_build_object('domain', CASE WHEN r.kind = 'setup' THEN 'zitadel.' || i.domain ELSE ${S}.org_slug(r.org_id) || '.' || i.domain END) END AS org_domain,
+    ${aggregateSql(ids)},
+    CASE t.editor WHEN 'admin' THEN (i.base + 2)::text WHEN 'self' THEN r.user_id::text WHEN 'login' THEN (i.base + 8)::text ELSE t.editor END AS editor,
+    t.service,
+    CASE WHEN t.agg IN ('user', 'login_client') THEN 'v2' ELSE 'v1' END AS version,
+    r.scene_at + (t.push * i.step_us + CASE WHEN t.push > 0 THEN ${S}.h(r.k * 8 + t.push, 9) % 997 ELSE 0 END) * interval '1 microsecond' AS cd
+  FROM ${S}.scene_r r
+  JOIN ${S}.tpl t ON t.kind = r.kind AND t.ord < r.len
+  JOIN ${S}.inst i ON i.inst = r.inst
+  WHERE r.inst BETWEEN $1 AND $2`;
+  // Groups that begin inside one push (an instance's creation is 23 events at one date) get dates a
+  // microsecond apart, so every group is a transaction of its own.
+  const source = grouped
+    ? `(SELECT y.*, y.fcd + (y.g - min(y.g) OVER (PARTITION BY y.inst, y.fcd)) * interval '1 microsecond' AS gcd
+  FROM (SELECT x.*, (x.seq - 1) / ${shape.eventsPerTx} AS g,
+    first_value(x.cd) OVER (PARTITION BY x.inst, (x.seq - 1) / ${shape.eventsPerTx} ORDER BY x.seq) AS fcd FROM (${inner}) x) y) e`
+    : `(${inner}
+) e`;
   return `
 INSERT INTO eventstore.events (id, event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
   previous_aggregate_sequence, previous_aggregate_type_sequence, creation_date, created_at, event_data,
@@ -145,34 +207,46 @@ SELECT md5('${seed}/' || e.instance_id || '/' || e.seq)::uuid, e.event_type, ${A
   CASE WHEN e.agg_code IN (5, 6) THEN 'V2_' || e.agg_num ELSE e.agg_num::text END, e.version, e.seq,
   lag(e.seq) OVER (PARTITION BY e.inst, e.agg_code, e.agg_num ORDER BY e.seq),
   lag(e.seq) OVER (PARTITION BY e.inst, e.agg_code ORDER BY e.seq),
-  e.cd, CASE WHEN e.cd >= $3::timestamptz THEN e.cd + (1 + e.ord) * interval '1 microsecond' ELSE e.cd END,
-  ${payloadSql()},
+  ${cd}, CASE WHEN ${cd} >= $3::timestamptz THEN ${cd} + (1 + ${txOrd}) * interval '1 microsecond' ELSE ${cd} END,
+  ${payload},
   e.editor, e.service, e.owner, e.instance_id
-FROM (
-  SELECT r.inst, r.off + t.ord + 1 AS seq, t.ord, t.event_type, r.kind, r.k, i.base, i.instance_id, i.name AS iname, i.domain,
-    r.org_id, r.user_id, r.project_id, r.session_id,
-    CASE WHEN t.arg IS NOT NULL THEN i.base + split_part(t.arg, ':', 1)::int ELSE r.app_id END AS app,
-    CASE WHEN t.arg IS NOT NULL THEN split_part(t.arg, ':', 2) ELSE ${S}.pick(ARRAY['web', 'backend', 'mobile', 'admin-ui', 'cli', 'worker'], ${S}.h(r.app_id, 90)) END AS app_name,
-    CASE WHEN t.event_type LIKE 'org.domain.%'
-      THEN jsonb_build_object('domain', CASE WHEN r.kind = 'setup' THEN 'zitadel.' || i.domain ELSE ${S}.org_slug(r.org_id) || '.' || i.domain END) END AS org_domain,
-    ${AGGREGATE},
-    CASE t.editor WHEN 'admin' THEN (i.base + 2)::text WHEN 'self' THEN r.user_id::text WHEN 'login' THEN (i.base + 8)::text ELSE t.editor END AS editor,
-    t.service,
-    CASE WHEN t.agg IN ('user', 'login_client') THEN 'v2' ELSE 'v1' END AS version,
-    r.scene_at + (t.push * i.step_us + CASE WHEN t.push > 0 THEN ${S}.h(r.k * 8 + t.push, 9) % 997 ELSE 0 END) * interval '1 microsecond' AS cd
-  FROM ${S}.scene_r r
-  JOIN ${S}.tpl t ON t.kind = r.kind AND t.ord < r.len
-  JOIN ${S}.inst i ON i.inst = r.inst
-  WHERE r.inst BETWEEN $1 AND $2
-) e`;
+FROM ${source}${shape.payloadBytes !== undefined ? paddedPayloadJoin(shape.payloadBytes) : ''}`;
 }
 
-/** The `system.migration.*` events of the older setup runs ($1 types, $2 step names, $3 times). */
+/**
+ * The payload `pl.p` padded to about `bytes` bytes of JSON text: a `padding` key with a slice of the
+ * staged hex text (hardly compressible, as encrypted or encoded values are). NULL payloads stay NULL;
+ * payloads already that large are kept as they are.
+ */
+function paddedPayloadJoin(bytes: number): string {
+  // `, "padding": ""` adds 15 characters to the object's text.
+  return `
+CROSS JOIN LATERAL (SELECT ${payloadSql()} AS raw) pr
+CROSS JOIN LATERAL (SELECT CASE WHEN pr.raw IS NULL OR octet_length(pr.raw::text) + 15 >= ${bytes} THEN pr.raw
+  ELSE pr.raw || jsonb_build_object('padding', substr((SELECT t FROM ${S}.pad), (1 + ${S}.h(e.k * 64 + e.ord, 96) % ${PAD_WINDOW})::int,
+    ${bytes} - 15 - octet_length(pr.raw::text))) END AS p) pl`;
+}
+
+/** Longest `--payload-bytes`; the staged padding text is twice as long, so any window fits. */
+export const MAX_PAYLOAD_BYTES = 65_536;
+const PAD_WINDOW = MAX_PAYLOAD_BYTES;
+
+/** The staged padding text: 2 × {@link MAX_PAYLOAD_BYTES} hex characters derived from the seed. */
+export function padTableSql(seed: number): string {
+  return `CREATE UNLOGGED TABLE ${S}.pad AS
+SELECT string_agg(md5('${seed}/pad/' || g), '' ORDER BY g) AS t FROM generate_series(1, ${(2 * MAX_PAYLOAD_BYTES) / 32}) g`;
+}
+
+/**
+ * The `system.migration.*` events of the older setup runs ($1 types, $2 step names, $3 times), as the
+ * legacy eventstore wrote them: aggregate system/SYSTEM v1 in instance '', editor user and service
+ * `system` (the migration command's context), owner `SYSTEM`.
+ */
 export const INSERT_SYSTEM_EVENTS_SQL = `
 INSERT INTO eventstore.events (id, event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
   previous_aggregate_sequence, previous_aggregate_type_sequence, creation_date, created_at, event_data,
   editor_user, editor_service, resource_owner, instance_id)
 SELECT md5($4::text || '/system/' || p.n)::uuid, p.event_type, 'system', 'SYSTEM', 'v1', p.n,
   nullif(p.n - 1, 0), nullif(p.n - 1, 0), p.at, p.at, jsonb_build_object('name', p.step),
-  'system', 'zitadel', 'SYSTEM', ''
+  'system', 'system', 'SYSTEM', ''
 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS p(event_type, step, at, n)`;

@@ -210,14 +210,18 @@ export function templateRows(kinds: readonly SceneKind[] = SCENE_KINDS): Templat
   );
 }
 
-/** The setup steps an older reference installation recorded as `system.migration.*` events, in order. */
+/**
+ * The setup steps an older reference installation (before v2.39) recorded as `system.migration.*`
+ * events, in order. 12 and 13 are not among them: this installation's last legacy upgrade predates them.
+ */
 export const LEGACY_SETUP_STEPS: readonly string[] = [
   '01_tables',
   '02_assets',
   '03_default_instance',
   '04_eventstore_indexes',
   '05_last_failed',
-  '06_owner_change',
+  // The only name step 06 ever had; a done event under another name makes ZITADEL run it again.
+  '06_resource_owner_columns',
   '07_logstore',
   '08_auth_token_indexes',
   '09_optimise_indexes',

@@ -42,7 +42,7 @@ CREATE UNLOGGED TABLE ${STAGE}.inst (
   inst int PRIMARY KEY, instance_id text NOT NULL, base bigint NOT NULL, name text NOT NULL, domain text,
   budget bigint NOT NULL, activity bigint NOT NULL, removed boolean NOT NULL, start_at timestamptz NOT NULL,
   span_us bigint NOT NULL, generated int NOT NULL DEFAULT 0, covered bigint NOT NULL DEFAULT 0,
-  gap_us bigint, step_us bigint);
+  gap_us bigint, step_us bigint, pool bigint);
 CREATE UNLOGGED TABLE ${STAGE}.tpl (kind text, ord int, push int, agg text, event_type text, editor text, service text, arg text,
   PRIMARY KEY (kind, ord));
 CREATE UNLOGGED TABLE ${STAGE}.scene_raw (inst int, s int, kind text);`;
@@ -185,6 +185,27 @@ LEFT JOIN ${STAGE}.org_reg o ON o.inst = c.inst AND o.ord = ${STAGE}.h(c.k, 2) %
 LEFT JOIN ${STAGE}.user_reg u ON u.inst = c.inst AND u.ord = ${STAGE}.h(src.k, 3) % (src.users + 1)
 LEFT JOIN ${STAGE}.proj_reg p ON p.inst = c.inst AND p.ord = 1 + ${STAGE}.h(src.k, 4) % greatest(src.projects, 1);
 CREATE INDEX ON ${STAGE}.scene_r (inst);`;
+
+/**
+ * `--aggregates` ($1): sizes each instance's pool of login-flow aggregate slots so that the database
+ * has about $1 distinct aggregates. The others (the instance, its orgs, users, projects, the login
+ * client; the system aggregate) stay as they are; sessions, OIDC sessions and auth requests, three per
+ * slot, share what is left, in proportion to how many each instance would have had. When that many
+ * exist anyway, nothing is folded.
+ */
+export const POOL_SQL = `
+WITH per AS (
+  SELECT inst,
+    sum(CASE kind WHEN 'login' THEN 3 WHEN 'sso' THEN 2 ELSE 0 END) AS login,
+    5 + count(*) FILTER (WHERE kind IN ('org', 'user_human', 'user_machine', 'user_removed', 'project', 'project_removed'))
+      + 3 * count(*) FILTER (WHERE kind = 'org_removed') AS other
+  FROM ${STAGE}.scene GROUP BY inst
+), total AS (
+  SELECT sum(login) AS login, $1::bigint - 1 - sum(other) AS budget FROM per
+)
+UPDATE ${STAGE}.inst i SET pool = greatest(1, floor(greatest(t.budget, 0)::numeric * p.login / t.login / 3))::bigint
+FROM per p, total t
+WHERE p.inst = i.inst AND p.login > 0 AND t.budget < t.login`;
 
 const ORG_NAMES = ['Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli', 'Müller & Söhne', 'Wayne', 'Wonka', 'Tyrell', 'Cyberdyne', 'Soylent', 'Vandelay', 'Łódź Logistics', 'Café Olé', '東京 Trading'];
 const ORG_SLUGS = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'mueller-soehne', 'wayne', 'wonka', 'tyrell', 'cyberdyne', 'soylent', 'vandelay', 'lodz-logistics', 'cafe-ole', 'tokyo-trading'];
