@@ -129,11 +129,20 @@ describe('progress and numbers (no database)', () => {
 
 describe('output of the CLI', () => {
   let tdb: TestDatabase;
+  let seedLog: string;
   beforeAll(async () => {
     ensureBuilt();
     tdb = await createTestDatabase('output');
-    const seed = await runCli(['seed', '--events', '40000', '--instances', '3', '-d', tdb.url]);
+    const seed = await runCli(['seed', '--events', '40000', '--instances', '3', '-d', tdb.url], { ZSETUP_PROGRESS_INTERVAL_MS: '3600000' });
     expect(seed.code, seed.stderr).toBe(0);
+    seedLog = seed.stderr;
+  });
+
+  it('seed shows its phases, in order', () => {
+    const phases = [...seedLog.matchAll(/^\S+ seed: ([a-z ]+): \d/gm)].map((m) => m[1]);
+    expect(phases.slice(0, 5)).toEqual(['stage the rows', 'load', 'build indexes', 'milestones', 'analyze']);
+    // Then, for a database of a later ZITADEL version, its setup steps.
+    expect(phases.slice(5)).toEqual(phases.length > 5 ? ['upgrade to the release'] : []);
   });
   afterAll(() => tdb?.drop());
 
