@@ -1,9 +1,17 @@
 /**
- * Benchmark of the events2 step: the reference system's approach (rename, one CREATE TABLE … AS SELECT,
- * primary key, NOT NULLs, three indexes) against `zsetup migrate`, on two identical copies of one
- * seeded legacy database. Prints both times, the ratio and zsetup's peak RSS.
+ * Benchmark of the events2 step on three identical copies of one seeded legacy database:
+ *   - the reference system's approach (rename, one CREATE TABLE … AS SELECT, primary key, NOT NULLs,
+ *     three indexes) with the legacy writer trying to insert all the while;
+ *   - `zsetup migrate --offline` alone: its time against the reference's (the ratio);
+ *   - `zsetup migrate` online with the writer at `--rate` events/s: the writer's latency without capture
+ *     (baseline), `--prepare` (capture, copy, indexes, catch-up), the capture's cost while nothing else
+ *     runs, then the cut-over.
+ * Prints times, the ratio, zsetup's peak RSS, and for the downtime: the longest time an insert was blocked
+ * or failing before the switch (both), the cut-over's lock hold time and attempts, the writer's p50 / p99
+ * latency per phase against its baseline, and whether every committed event arrived exactly once.
  *
- *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2] [--keep-source NAME]
+ *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2]
+ *     [--rate 1000] [--keep-source NAME]
  *
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
@@ -15,13 +23,17 @@ import { openDatabase, type Database } from '../src/db/connection.js';
 import { MAPPED_COLUMNS } from '../src/events2/sql.js';
 import { migrate } from '../src/migrate.js';
 import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_INDEXES, LEGACY_EVENTS_TABLE } from '../src/schema.js';
-import { events2Step } from '../steps/01-events2.js';
+import type { RunEvent } from '../src/step.js';
+import { events2Step, events2StepFor } from '../steps/01-events2.js';
+import { keysSql, LegacyWriter, type WriteRecord } from '../test/support/legacy-writer.js';
 import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
 interface BenchOptions {
   readonly events: number;
   readonly instances: number;
   readonly concurrency: number;
+  /** Events per second the legacy writer inserts during the reference's and the online move. */
+  readonly rate: number;
   /** Name of a seeded source database to keep (and reuse when it exists) across runs. */
   readonly keepSource?: string;
 }
@@ -32,17 +44,18 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     events: { type: 'string', default: '2000000' },
     instances: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
+    rate: { type: 'string', default: '1000' },
     'keep-source': { type: 'string' },
   }, strict: false });
   const keepSource = typeof values['keep-source'] === 'string' ? values['keep-source'] : undefined;
   if (keepSource !== undefined && !/^[a-z_][a-z0-9_]*$/.test(keepSource)) throw new Error(`--keep-source: not a plain database name: ${keepSource}`);
-  const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), keepSource };
+  const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), rate: Number(values.rate), keepSource };
   const server = await benchServer();
-  const names = { src: keepSource ?? dbName('zbench', 'src'), ref: dbName('zbench', 'ref'), zs: dbName('zbench', 'zs') };
+  const names = { src: keepSource ?? dbName('zbench', 'src'), ref: dbName('zbench', 'ref'), zs: dbName('zbench', 'zs'), on: dbName('zbench', 'on') };
   try {
     const admin = (sqlText: string) => query(server.url, sqlText);
     const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
-    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, ${options.instances} instances, concurrency ${options.concurrency}`);
+    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, ${options.instances} instances, concurrency ${options.concurrency}, writer ${options.rate} events/s; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     let t = Date.now();
     const reuse = keepSource !== undefined && (await admin(`SELECT 1 FROM pg_database WHERE datname = '${keepSource}'`)).length > 0;
     if (reuse) {
@@ -54,22 +67,32 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     }
     await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
     await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
+    await admin(`CREATE DATABASE ${names.on} TEMPLATE ${names.src}`);
     if (!keepSource) await admin(`DROP DATABASE ${names.src}`);
     await admin('CHECKPOINT');
+    // The writer starts with the reference's rename, so all its inserts fail and the copy's rows stay
+    // those of the source (the comparison below needs that); its downtime is the whole run.
+    const refWriter = await LegacyWriter.start({ url: urlFor(server.url, names.ref), ...writerShape(options.rate) });
     t = Date.now();
     await reference(urlFor(server.url, names.ref));
     const referenceMs = Date.now() - t;
-    log(`reference: ${seconds(referenceMs)}`);
+    const refSwitch = Date.now();
+    await sleep(1000);
+    const refRecords = await refWriter.stop();
+    log(`reference: ${seconds(referenceMs)}; longest insert blocked or failing before the switch: ${seconds(longestOutage(refRecords, t, refSwitch))}`);
     await admin('CHECKPOINT');
     const { ms: zsetupMs, peakRss, summary } = await zsetup(urlFor(server.url, names.zs), options.concurrency);
-    log(`zsetup:    ${seconds(zsetupMs)} (${Object.entries(summary).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k} ${seconds(Number(v))}`).join(', ')})`);
+    log(`zsetup --offline: ${seconds(zsetupMs)} (${timings(summary)})`);
     const same = await compare(urlFor(server.url, names.ref), urlFor(server.url, names.zs));
     log(`results identical: rows ${same.rows ? 'yes' : 'NO'}, constraints and indexes ${same.catalog ? 'yes' : 'NO'}`);
-    log(`ratio zsetup/reference: ${(zsetupMs / referenceMs).toFixed(2)} (target ≤ 0.60)`);
+    log(`ratio zsetup --offline/reference: ${(zsetupMs / referenceMs).toFixed(2)} (target ≤ 0.60)`);
     log(`zsetup peak RSS during the run: ${(peakRss / 1024 / 1024).toFixed(0)} MB`);
-    if (!same.rows || !same.catalog) process.exitCode = 1;
+    await admin('CHECKPOINT');
+    const online = await onlineMove(urlFor(server.url, names.on), options);
+    report(online, { referenceMs, referenceOutageMs: longestOutage(refRecords, t, refSwitch), offlineMs: zsetupMs });
+    if (!same.rows || !same.catalog || !online.exact) process.exitCode = 1;
   } finally {
-    for (const name of [names.ref, names.zs, ...(keepSource ? [] : [names.src])]) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+    for (const name of [names.ref, names.zs, names.on, ...(keepSource ? [] : [names.src])]) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
 }
@@ -121,7 +144,7 @@ async function zsetup(url: string, concurrency: number): Promise<{ ms: number; p
   const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 100);
   try {
     const started = Date.now();
-    const result = await migrate(database, { steps: [events2Step], lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench' });
+    const result = await migrate(database, { steps: [events2StepFor('offline')], lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench' });
     const ms = Date.now() - started;
     const step = result.steps[0];
     if (step.status !== 'succeeded') throw new Error(`zsetup failed: ${JSON.stringify(step.error)}`);
@@ -134,8 +157,12 @@ async function zsetup(url: string, concurrency: number): Promise<{ ms: number; p
 
 /** Same rows (count and a hash over every row) and the same constraint, index and column definitions. */
 async function compare(a: string, b: string): Promise<{ rows: boolean; catalog: boolean }> {
+  // Without the system.migration events zsetup records for ZITADEL (the reference records none), and
+  // without what the writer may have inserted into the reference's copy before its rename.
   const rowsSql = `SET max_parallel_workers_per_gather = 2;
-    SELECT count(*)::text AS n, sum(hashtextextended(e::text, 0))::text AS h FROM eventstore.events2 e`;
+    SELECT count(*)::text AS n, sum(hashtextextended(e::text, 0))::text AS h FROM eventstore.events2 e
+    WHERE NOT (instance_id = '' AND aggregate_type = 'system' AND event_type LIKE 'system.migration.%' AND payload->>'name' = '14_events_push')
+      AND NOT coalesce(payload->>'by' = 'legacy-writer', false)`;
   const catalogSql = `
     SELECT json_build_object(
       'columns', (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)
@@ -147,6 +174,146 @@ async function compare(a: string, b: string): Promise<{ rows: boolean; catalog: 
   const [ca, cb] = await Promise.all([query(a, catalogSql), query(b, catalogSql)]);
   if (ca[0].c !== cb[0].c) log(`catalog differs:\n  reference ${ca[0].c}\n  zsetup    ${cb[0].c}`);
   return { rows: ra.n === rb.n && ra.h === rb.h, catalog: ca[0].c === cb[0].c };
+}
+
+/** The writer as the benchmark runs it: enough connections for the rate, few long transactions. */
+function writerShape(rate: number) {
+  return { eventsPerSecond: rate, connections: Math.max(4, Math.ceil(rate / 125)), rollbackShare: 0.05, holdShare: 0.05 };
+}
+
+function timings(summary: Record<string, unknown>): string {
+  return Object.entries(summary).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k} ${seconds(Number(v))}`).join(', ');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The longest time inserts were blocked or failing before the switch (when the new table takes
+ * writes): the longest gap in [from, switchAt] without a commit, counting a transaction's own time
+ * to commit (without its deliberate hold) as blocked.
+ */
+function longestOutage(records: readonly WriteRecord[], from: number, switchAt: number): number {
+  const commits = records.filter((r) => r.outcome === 'committed' && r.end >= from && r.end <= switchAt).map((r) => r.end).sort((a, b) => a - b);
+  let longest = 0;
+  let last = from;
+  for (const end of [...commits, switchAt]) {
+    longest = Math.max(longest, end - last);
+    last = end;
+  }
+  for (const r of records) if (r.outcome === 'committed' && r.end >= from && r.end <= switchAt) longest = Math.max(longest, r.end - r.start - r.holdMs);
+  return longest;
+}
+
+/** p50 / p99 of the writer's commit latency (without the deliberate hold) in [from, to). */
+function latency(records: readonly WriteRecord[], from: number, to: number): { p50: number; p99: number; n: number } {
+  const l = records.filter((r) => r.outcome === 'committed' && r.start >= from && r.start < to).map((r) => r.end - r.start - r.holdMs).sort((a, b) => a - b);
+  const at = (q: number) => (l.length ? l[Math.min(l.length - 1, Math.floor(q * l.length))] : NaN);
+  return { p50: at(0.5), p99: at(0.99), n: l.length };
+}
+
+interface OnlineResult {
+  readonly prepareMs: number;
+  readonly cutOverRunMs: number;
+  readonly prepareSummary: Record<string, unknown>;
+  readonly summary: Record<string, unknown>;
+  readonly records: readonly WriteRecord[];
+  /** Phase → [start, end) in ms, from the engine's progress events. */
+  readonly phases: ReadonlyMap<string, readonly [number, number]>;
+  readonly baseline: readonly [number, number];
+  readonly captureIdle: readonly [number, number];
+  readonly switchAt: number;
+  readonly moveStart: number;
+  readonly exact: boolean;
+}
+
+/**
+ * zsetup's online move with the writer on: 10 s of baseline (no capture), `--prepare`, 10 s with the
+ * capture on and nothing else running, then `migrate` (catch-up and cut-over), the writer still on.
+ */
+async function onlineMove(url: string, options: BenchOptions): Promise<OnlineResult> {
+  const database: Database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: options.concurrency + 4 });
+  const phases = new Map<string, [number, number]>();
+  let current = '';
+  let label = '';
+  const onEvent = (e: RunEvent) => {
+    if (e.type !== 'step-progress') return;
+    const phase = label + (e.progress.phase.startsWith('index') ? 'indexes' : e.progress.phase.replace(/ locked$/, ''));
+    if (phase !== current) {
+      const now = Date.now();
+      if (phases.has(current)) phases.get(current)![1] = now;
+      phases.set(phase, [phases.get(phase)?.[0] ?? now, now]);
+      current = phase;
+    }
+  };
+  const run = (step: typeof events2Step) => migrate(database, { steps: [step], lockWaitMs: 10_000, stepOptions: { concurrency: options.concurrency, exact: false }, version: 'bench', onEvent });
+  const writer = await LegacyWriter.start({ url, ...writerShape(options.rate) });
+  try {
+    const b0 = Date.now();
+    await sleep(10_000);
+    const baseline = [b0, Date.now()] as const;
+    const moveStart = Date.now();
+    const prepared = await run(events2StepFor('prepare'));
+    const prepareMs = Date.now() - moveStart;
+    if (prepared.steps[0].status !== 'succeeded') throw new Error(`zsetup --prepare failed: ${JSON.stringify(prepared.steps[0].error)}`);
+    if (phases.has(current)) phases.get(current)![1] = Date.now();
+    current = '';
+    label = 'migrate: ';
+    const c0 = Date.now();
+    await sleep(10_000);
+    const captureIdle = [c0, Date.now()] as const;
+    const t = Date.now();
+    const done = await run(events2Step);
+    const cutOverRunMs = Date.now() - t;
+    if (phases.has(current)) phases.get(current)![1] = Date.now();
+    if (done.steps[0].status !== 'succeeded') throw new Error(`zsetup migrate failed: ${JSON.stringify(done.steps[0].error)}`);
+    const summary: Record<string, unknown> = done.steps[0].summary ?? {};
+    const switchAt = Date.parse((summary.cutOver as { at: string }).at);
+    await sleep(1000);
+    const records = await writer.stop();
+    const exact = await exactlyOnce(database, writer);
+    return { prepareMs, cutOverRunMs, prepareSummary: prepared.steps[0].summary ?? {}, summary, records, phases, baseline, captureIdle, switchAt, moveStart, exact };
+  } finally {
+    await writer.stop();
+    await database.close();
+  }
+}
+
+/** events2 equals the mapping of events_old, and every committed write of the writer is in it once. */
+async function exactlyOnce(database: Database, writer: LegacyWriter): Promise<boolean> {
+  const mapped = `SELECT ${MAPPED_COLUMNS} FROM eventstore.events_old`;
+  const moved = `SELECT * FROM eventstore.events2 WHERE NOT (instance_id = '' AND aggregate_type = 'system' AND event_type LIKE 'system.migration.%' AND coalesce(payload->>'name' = '14_events_push', false))`;
+  const d = await database.pool.query(`SELECT (SELECT count(*) FROM (${mapped} EXCEPT ALL ${moved}) a)::int AS missing, (SELECT count(*) FROM (${moved} EXCEPT ALL ${mapped}) b)::int AS extra`);
+  const committed = writer.committed();
+  const found = committed.length === 0 ? { rows: [{ n: 0 }] } : await database.pool.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
+    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
+  const ok = d.rows[0].missing === 0 && d.rows[0].extra === 0 && found.rows[0].n === committed.length;
+  log(`online: events2 = mapping of events_old: missing ${d.rows[0].missing}, extra ${d.rows[0].extra}; writer's committed events in events2: ${found.rows[0].n} of ${committed.length}${ok ? '' : '  <-- NOT EXACT'}`);
+  return ok;
+}
+
+function report(o: OnlineResult, ref: { referenceMs: number; referenceOutageMs: number; offlineMs: number }): void {
+  const ms = (n: number) => `${Math.round(n)} ms`;
+  const cut = o.summary.cutOver as { attempts: number; lockHeldMs: number; lockWaitMs: number; drained: number };
+  const outage = longestOutage(o.records, o.moveStart, o.switchAt);
+  const base = latency(o.records, ...o.baseline);
+  const idle = latency(o.records, ...o.captureIdle);
+  const totalMs = o.prepareMs + o.cutOverRunMs;
+  log(`zsetup online: --prepare ${seconds(o.prepareMs)} (${timings(o.prepareSummary)}), then migrate ${seconds(o.cutOverRunMs)} (${timings(o.summary)}); total ${seconds(totalMs)} = ${(totalMs / ref.offlineMs).toFixed(2)}× the offline move (target ≤ 1.5)`);
+  log(`  cut-over: attempt ${cut.attempts}, lock held ${ms(cut.lockHeldMs)} (target ≤ 200 ms), waited ${ms(cut.lockWaitMs)} for it, ${cut.drained} events drained under it`);
+  log(`  longest insert blocked or failing before the switch: ${ms(outage)} (target ≤ 1000 ms); reference ${seconds(ref.referenceOutageMs)}; ratio ${((outage / ref.referenceOutageMs) * 100).toFixed(2)}% (target ≤ 1%)`);
+  log(`  writer latency p50 / p99: baseline (no capture) ${ms(base.p50)} / ${ms(base.p99)} (${base.n} tx); capture on, nothing else running ${ms(idle.p50)} / ${ms(idle.p99)} (${idle.n} tx)`);
+  for (const [phase, [from, to]] of o.phases) {
+    const l = latency(o.records, from, to);
+    if (l.n === 0) continue;
+    const flag = phase === 'copy' ? ` (${(l.p99 / base.p99).toFixed(2)}× baseline p99, target ≤ 2)` : '';
+    log(`    during ${phase} (${seconds(to - from)}): ${ms(l.p50)} / ${ms(l.p99)} (${l.n} tx)${flag}`);
+  }
+  const committed = o.records.filter((r) => r.outcome === 'committed').reduce((n, r) => n + r.keys.length, 0);
+  const failed = o.records.filter((r) => r.outcome === 'failed' && r.start < o.switchAt);
+  const codes = [...new Set(failed.map((r) => r.code ?? r.message))].join(', ');
+  log(`  writer: ${committed} events committed during the run; ${failed.length} transactions started before the switch failed${codes ? ` (${codes}${codes === '42P01' ? ': queued behind the cut-over\'s lock, then the table was renamed' : ''})` : ''}`);
 }
 
 async function queryLast(url: string, text: string): Promise<any> {
