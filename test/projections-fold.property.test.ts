@@ -28,7 +28,8 @@ type Call =
   | { readonly kind: 'upsert'; readonly table: TableName; readonly row: Values }
   | { readonly kind: 'update'; readonly table: TableName; readonly key: Values; readonly set: Values }
   | { readonly kind: 'delete'; readonly table: TableName; readonly key: Values }
-  | { readonly kind: 'deleteWhere'; readonly table: TableName; readonly match: Values };
+  | { readonly kind: 'deleteWhere'; readonly table: TableName; readonly match: Values }
+  | { readonly kind: 'copy'; readonly table: TableName; readonly key: Values; readonly columns: Readonly<Record<string, string>> };
 
 const ORDER: Record<TableName, string> = { parents: 'instance_id, id', details: 'instance_id, parent_id', items: 'instance_id, parent_id, id' };
 
@@ -38,6 +39,7 @@ function replay(schema: string, calls: readonly Call[], w: ProjectionWriter): vo
     if (c.kind === 'upsert') w.upsert(t, c.row);
     else if (c.kind === 'update') w.update(t, c.key, c.set);
     else if (c.kind === 'delete') w.delete(t, c.key);
+    else if (c.kind === 'copy') w.copy(t, c.key, c.columns);
     else w.deleteWhere(t, c.match);
   }
 }
@@ -86,6 +88,9 @@ const call: fc.Arbitrary<Call> = fc.oneof(
       fc.record({ instance_id: instance, id: pid }),
     ).map((match) => ({ kind: 'deleteWhere', table: 'parents', match }) as const),
   },
+  // Same-row copies (like verified_email := last_email); parents.name is also matched by deleteWhere.
+  { weight: 2, arbitrary: parentKey.map((key) => ({ kind: 'copy', table: 'parents', key, columns: { name: 'grp' } }) as const) },
+  { weight: 2, arbitrary: childKey.map((key) => ({ kind: 'copy', table: 'details', key, columns: { note: 'grp' } }) as const) },
   { weight: 3, arbitrary: detailRow.map((row) => ({ kind: 'upsert', table: 'details', row }) as const) },
   { weight: 2, arbitrary: fc.record({ key: childKey, set: subset(fc.record({ grp, note })) }).map((c) => ({ kind: 'update', table: 'details', ...c }) as const) },
   { weight: 1, arbitrary: childKey.map((key) => ({ kind: 'delete', table: 'details', key }) as const) },

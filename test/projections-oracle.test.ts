@@ -202,10 +202,8 @@ describe('the six built-in projections against hand-written tables', () => {
     expect(actual.map(strip)).toEqual((EXPECTED['projections.users14_notifications'] as Record<string, unknown>[]).map(strip));
   });
 
-  // Known gap: email.verified / phone.verified copy last_email / last_phone into verified_email /
-  // verified_phone (§3.6, a same-row copy); the projection writer cannot express a copy yet, so
-  // verified_email stays NULL. This test states the spec and is expected to fail until the engine can.
-  it.fails('projections.users14_notifications: verified_email := last_email on email.verified (needs an engine copy op)', async () => {
+  // §3.6: email.verified / phone.verified copy last_email / last_phone into verified_email / verified_phone.
+  it('projections.users14_notifications: verified_email := last_email on email.verified, verified_phone := last_phone on phone.verified', async () => {
     expect(await rows('projections.users14_notifications')).toEqual(EXPECTED['projections.users14_notifications']);
   });
 

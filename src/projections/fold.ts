@@ -12,7 +12,7 @@ type Values = Readonly<Record<string, ColumnValue>>;
  */
 type Entry =
   | { kind: 'row'; row: Record<string, ColumnValue>; replaced: boolean; needsParent: boolean }
-  | { kind: 'patch'; key: Values; set: Record<string, ColumnValue> }
+  | { kind: 'patch'; key: Values; set: Record<string, ColumnValue>; copies?: Record<string, string> }
   | { kind: 'deleted'; key: Values };
 
 function assign(target: Record<string, ColumnValue>, values: Values): void {
@@ -26,7 +26,11 @@ export interface TableWrites {
   readonly cascades: ReadonlyMap<string, readonly Values[]>;
   readonly deletes: readonly Values[];
   readonly upserts: readonly Values[];
-  readonly patches: readonly { readonly key: Values; readonly set: Values }[];
+  /**
+   * Partial updates; `copies` (target → source column) set a column to the stored value of another
+   * one, read before the same statement's `set` (an UPDATE's SET reads the old row).
+   */
+  readonly patches: readonly { readonly key: Values; readonly set: Values; readonly copies?: Readonly<Record<string, string>> }[];
 }
 
 /** A folded batch: its segments, each to be written (per table, see TableWrites) after the one before. */
@@ -151,7 +155,45 @@ class Segment {
       }
       case 'deleteWhere':
         return this.deleteWhere(op.table, op.match);
+      case 'copy':
+        this.copy(op.table, op.key, op.columns);
+        return true;
     }
+  }
+
+  /**
+   * Same-row copies: resolved in memory where the segment knows the source's value (a full row, or a
+   * patch that set it), otherwise left for the UPDATE to read from the stored row.
+   */
+  private copy(t: TableModel, key: Values, columns: Readonly<Record<string, string>>): void {
+    const map = this.entries.get(t)!;
+    const k = keyString(t, key);
+    const e = map.get(k);
+    if (e?.kind === 'deleted') return;
+    if (e?.kind === 'row') {
+      const set: Record<string, ColumnValue> = {};
+      for (const [to, from] of Object.entries(columns)) set[to] = e.row[from];
+      this.update(t, key, set);
+      return;
+    }
+    const patch = e ?? { kind: 'patch' as const, key, set: {} };
+    if (!e) map.set(k, patch);
+    const copies = (patch.copies ??= {});
+    const resolved: Record<string, ColumnValue> = {};
+    for (const [to, from] of Object.entries(columns)) {
+      if (from in patch.set) resolved[to] = patch.set[from];
+      else {
+        // A source that is itself an unresolved copy reads that copy's source.
+        copies[to] = copies[from] ?? from;
+        delete patch.set[to];
+      }
+      this.patched.get(t)!.add(to);
+    }
+    for (const to in resolved) {
+      patch.set[to] = resolved[to];
+      delete copies[to];
+    }
+    if (Object.keys(copies).length === 0) delete patch.copies;
   }
 
   private upsert(t: TableModel, row: Record<string, ColumnValue>): boolean {
@@ -196,8 +238,10 @@ class Segment {
       for (const index of this.matchIndexes.get(t)!.values()) if (index.cols.some((c) => c in set)) index.add(k, e.row);
       return;
     }
-    if (e) assign(e.set, set);
-    else map.set(k, { kind: 'patch', key, set: { ...set } });
+    if (e) {
+      assign(e.set, set);
+      if (e.copies) for (const c in set) delete e.copies[c];
+    } else map.set(k, { kind: 'patch', key, set: { ...set } });
     const patched = this.patched.get(t)!;
     for (const c in set) patched.add(c);
   }
@@ -264,6 +308,7 @@ class Segment {
     const patched = this.patched.get(t)!;
     if (cols.some((c) => patched.has(c))) {
       for (const e of entries.values()) {
+        if (e.kind === 'patch' && e.copies && cols.some((c) => c in e.copies!)) return 'segment';
         if (e.kind !== 'patch' || !cols.some((c) => c in e.set)) continue;
         // The update changed a match column: the stored value no longer tells, the folded one must.
         if (!cols.every((c) => (c in e.set ? sameValue(e.set[c], match[c]) : c in e.key && sameValue(e.key[c], match[c])))) return 'segment';
@@ -313,11 +358,11 @@ class Segment {
     return this.model.tables.map((table) => {
       const deletes: Values[] = [];
       const upserts: Values[] = [];
-      const patches: { key: Values; set: Values }[] = [];
+      const patches: { key: Values; set: Values; copies?: Readonly<Record<string, string>> }[] = [];
       for (const e of this.entries.get(table)!.values()) {
         if (e.kind === 'deleted') deletes.push(e.key);
         else if (e.kind === 'row') upserts.push(e.row);
-        else patches.push({ key: e.key, set: e.set });
+        else patches.push(e.copies && Object.keys(e.copies).length ? { key: e.key, set: e.set, copies: e.copies } : { key: e.key, set: e.set });
       }
       const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()]]));
       return { table, cascades, deletes, upserts, patches };

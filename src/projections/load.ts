@@ -2,6 +2,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
 import { BUILTIN_PROJECTIONS } from './builtin/index.js';
+import { checkFoldable } from './fold.js';
 import { compileProjection, type ProjectionModel } from './model.js';
 import type { ProjectionDefinition } from './types.js';
 
@@ -33,7 +34,12 @@ export interface ProjectionSelection {
 /** The built-in projections plus custom ones, checked, filtered by name. Unknown names are a ConfigError. */
 export async function selectProjections(selection: ProjectionSelection = {}): Promise<ProjectionModel[]> {
   const custom = selection.file ? await loadProjectionFile(selection.file) : [];
-  const models = [...BUILTIN_PROJECTIONS, ...custom].map(compileProjection);
+  // Checked at load, so a definition the fold cannot write exactly is refused before any step runs.
+  const models = [...BUILTIN_PROJECTIONS, ...custom].map((def) => {
+    const model = compileProjection(def);
+    checkFoldable(model);
+    return model;
+  });
   const seen = new Set<string>();
   for (const m of models) {
     if (seen.has(m.name)) throw new ConfigError(`projection ${m.name} is defined twice (a custom projection needs its own name)`);

@@ -32,7 +32,9 @@ export type Op =
   | { readonly kind: 'upsert'; readonly table: TableModel; readonly row: Readonly<Record<string, ColumnValue>> }
   | { readonly kind: 'update'; readonly table: TableModel; readonly key: Readonly<Record<string, ColumnValue>>; readonly set: Readonly<Record<string, ColumnValue>> }
   | { readonly kind: 'delete'; readonly table: TableModel; readonly key: Readonly<Record<string, ColumnValue>> }
-  | { readonly kind: 'deleteWhere'; readonly table: TableModel; readonly match: Readonly<Record<string, ColumnValue>> };
+  | { readonly kind: 'deleteWhere'; readonly table: TableModel; readonly match: Readonly<Record<string, ColumnValue>> }
+  /** Same-row copies: target column → source column. */
+  | { readonly kind: 'copy'; readonly table: TableModel; readonly key: Readonly<Record<string, ColumnValue>>; readonly columns: Readonly<Record<string, string>> };
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 const TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
@@ -199,6 +201,18 @@ class OpCollector implements ProjectionWriter {
   deleteWhere(name: string, match: Row): void {
     const t = this.table(name);
     this.ops.push({ kind: 'deleteWhere', table: t, match: partial(t, match, false) });
+  }
+
+  copy(name: string, key: Row, columns: Readonly<Record<string, string>>): void {
+    const t = this.table(name);
+    for (const [to, from] of Object.entries(columns)) {
+      const a = t.columns.get(to);
+      const b = t.columns.get(from);
+      if (!a || !b) throw new TypeError(`copy on ${t.name}: no column ${!a ? to : from}`);
+      if (t.primaryKey.includes(to)) throw new TypeError(`copy on ${t.name} must not change key column ${to}`);
+      if (a.type !== b.type || (b.nullable && !a.nullable)) throw new TypeError(`copy on ${t.name}: ${from} does not fit ${to}`);
+    }
+    this.ops.push({ kind: 'copy', table: t, key: keyOf(t, key), columns: { ...columns } });
   }
 }
 

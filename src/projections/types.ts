@@ -89,9 +89,13 @@ export interface ProjectionWriter {
   delete(table: string, key: Row): void;
   /**
    * Deletes every row whose columns equal `match` (and their children), e.g. all projects of an org.
-   * `match` must name columns that `update` never changes.
    */
   deleteWhere(table: string, match: Row): void;
+  /**
+   * Sets columns of the row with this key to the values other columns of the same row hold at that
+   * point (`{ verified_email: 'last_email' }`); no effect if the row does not exist.
+   */
+  copy(table: string, key: Row, columns: Readonly<Record<string, string>>): void;
 }
 
 /** Applies one event; throws on a payload it cannot use. */

@@ -72,14 +72,26 @@ export function bulkStatements(writes: readonly TableWrites[], copy = false): Bu
     }
     if (w.patches.length) {
       const setCols = new Set<string>();
-      for (const p of w.patches) for (const c in p.set) setCols.add(c);
-      const sets = [...setCols].map((c) => `${q(c)} = CASE WHEN j.v ? '${c}' THEN r.${q(c)} ELSE t.${q(c)} END`).join(', ');
+      const copied = new Map<string, Set<string>>();
+      for (const p of w.patches) {
+        for (const c in p.set) setCols.add(c);
+        for (const [to, from] of Object.entries(p.copies ?? {})) {
+          setCols.add(to);
+          if (!copied.has(to)) copied.set(to, new Set());
+          copied.get(to)!.add(from);
+        }
+      }
+      // A copy travels as the key `copy:<to>:<from>`, which the row type ignores; the source is read
+      // from the stored row (t), as a copy's source is what the row held before this statement.
+      const branch = (c: string) => [...(copied.get(c) ?? [])].map((from) => `WHEN j.v ? 'copy:${c}:${from}' THEN t.${q(from)} `).join('');
+      const sets = [...setCols].map((c) => `${q(c)} = CASE WHEN j.v ? '${c}' THEN r.${q(c)} ${branch(c)}ELSE t.${q(c)} END`).join(', ');
       add(
         plan.after,
         `UPDATE ${t} AS t SET ${sets} FROM jsonb_array_elements($1::jsonb) AS j(v), LATERAL jsonb_populate_record(NULL::${t}, j.v) AS r WHERE ${eq(w.table.primaryKey, 't', 'r')}`,
-        w.patches.map((p) => ({ ...p.key, ...p.set })),
+        w.patches.map((p) => ({ ...p.key, ...p.set, ...Object.fromEntries(Object.entries(p.copies ?? {}).map(([to, from]) => [`copy:${to}:${from}`, true])) })),
       );
     }
+
   }
   return plan;
 }
@@ -209,5 +221,10 @@ export async function writeOp(client: pg.ClientBase, op: Op): Promise<void> {
     case 'deleteWhere':
       await client.query(`DELETE FROM ${qt(t.name)} WHERE ${where(op.match)}`, values);
       return;
+    case 'copy': {
+      const sets = Object.entries(op.columns).map(([to, from]) => `${q(to)} = ${q(from)}`);
+      await client.query(`UPDATE ${qt(t.name)} SET ${sets.join(', ')} WHERE ${where(op.key)}`, values);
+      return;
+    }
   }
 }

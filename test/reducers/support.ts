@@ -31,6 +31,7 @@ export function reduce(model: ProjectionModel, e: ProjectionEvent): PlainOp[] {
       case 'update': return { update: op.table.name, key: { ...op.key }, set: { ...op.set } };
       case 'delete': return { delete: op.table.name, key: { ...op.key } };
       case 'deleteWhere': return { deleteWhere: op.table.name, match: { ...op.match } };
+      case 'copy': return { copy: op.table.name, key: { ...op.key }, columns: { ...op.columns } };
     }
   });
 }

@@ -128,18 +128,17 @@ describe('projections.users14 family (§3.6)', () => {
         bumpUser, { update: H, key, set: { email: 'new@x', is_email_verified: false } }, { update: N, key, set: { last_email: 'new@x' } }] },
       { name: 'v1 email.changed to empty: humans \'\', notifications NULL', event: u('user.email.changed', { email: '' }), ops: [
         bumpUser, { update: H, key, set: { email: '', is_email_verified: false } }, { update: N, key, set: { last_email: null } }] },
-      // The spec's third change, notifications verified_email := last_email, is a same-row copy the
-      // writer cannot express yet; projections-oracle.test.ts holds it as a known failure.
-      { event: u('user.human.email.verified'), ops: [bumpUser, { update: H, key, set: { is_email_verified: true } }] },
-      { event: u('user.email.verified'), ops: [bumpUser, { update: H, key, set: { is_email_verified: true } }] },
+      // §3.6: notifications.verified_email := last_email (a same-row copy).
+      { event: u('user.human.email.verified'), ops: [bumpUser, { update: H, key, set: { is_email_verified: true } }, { copy: N, key, columns: { verified_email: 'last_email' } }] },
+      { event: u('user.email.verified'), ops: [bumpUser, { update: H, key, set: { is_email_verified: true } }, { copy: N, key, columns: { verified_email: 'last_email' } }] },
       { event: u('user.human.phone.changed', { phone: '+1 555' }), ops: [
         bumpUser, { update: H, key, set: { phone: '+1 555', is_phone_verified: false } }, { update: N, key, set: { last_phone: '+1 555' } }] },
       { event: u('user.phone.changed', { phone: '' }), ops: [
         bumpUser, { update: H, key, set: { phone: '', is_phone_verified: false } }, { update: N, key, set: { last_phone: null } }] },
       ...['user.human.phone.removed', 'user.phone.removed'].map((t) => ({ event: u(t), ops: [
         bumpUser, { update: H, key, set: { phone: null, is_phone_verified: null } }, { update: N, key, set: { last_phone: null, verified_phone: null } }] })),
-      // verified_phone := last_phone: the same missing copy as for the e-mail.
-      ...['user.human.phone.verified', 'user.phone.verified'].map((t) => ({ event: u(t), ops: [bumpUser, { update: H, key, set: { is_phone_verified: true } }] })),
+      // verified_phone := last_phone: a same-row copy, as for the e-mail.
+      ...['user.human.phone.verified', 'user.phone.verified'].map((t) => ({ event: u(t), ops: [bumpUser, { update: H, key, set: { is_phone_verified: true } }, { copy: N, key, columns: { verified_phone: 'last_phone' } }] })),
       { event: u('user.human.avatar.added', { storeKey: 'i1/u1/avatar' }), ops: [bumpUser, { update: H, key, set: { avatar_key: 'i1/u1/avatar' } }] },
       { event: u('user.human.avatar.removed'), ops: [bumpUser, { update: H, key, set: { avatar_key: null } }] },
       { name: 'password.changed: human and notification rows, no users14 bump', event: u('user.human.password.changed', { encodedHash: 'h', changeRequired: true }), ops: [

@@ -56,6 +56,12 @@ const human = (change: (p: Payload, e: ProjectionEvent) => HumanChange, bump = t
   if (c.notification) w.update(N, childKey(e), c.notification);
 };
 
+/** A verification: the human change, and the notification row's verified address copied from its last one. */
+const verified = (change: (p: Payload, e: ProjectionEvent) => HumanChange, copy: Readonly<Record<string, string>>): Reducer => (e, w) => {
+  human(change)(e, w);
+  w.copy(N, childKey(e), copy);
+};
+
 /** profile.changed: first/last name if non-empty, the others whenever present, stored as given. */
 function profileChanged(p: Payload, e: ProjectionEvent): HumanChange {
   const set: Row = Object.fromEntries(Object.entries({
@@ -156,9 +162,7 @@ export const users: ProjectionDefinition = {
         human: { email: optString(p, 'email') ?? '', is_email_verified: false },
         notification: { last_email: emptyToNull(optString(p, 'email')) },
       }))),
-      // TODO(engine): the reference also sets verified_email := last_email (a same-row copy), which the
-      // writer cannot express yet; verified_email stays as it was.
-      ...both('user.human.email.verified', 'user.email.verified', human(() => ({ human: { is_email_verified: true } }))),
+      ...both('user.human.email.verified', 'user.email.verified', verified(() => ({ human: { is_email_verified: true } }), { verified_email: 'last_email' })),
       ...both('user.human.phone.changed', 'user.phone.changed', human((p) => ({
         human: { phone: optString(p, 'phone') ?? '', is_phone_verified: false },
         notification: { last_phone: emptyToNull(optString(p, 'phone')) },
@@ -167,8 +171,7 @@ export const users: ProjectionDefinition = {
         human: { phone: null, is_phone_verified: null },
         notification: { last_phone: null, verified_phone: null },
       }))),
-      // TODO(engine): verified_phone := last_phone, as for the e-mail above.
-      ...both('user.human.phone.verified', 'user.phone.verified', human(() => ({ human: { is_phone_verified: true } }))),
+      ...both('user.human.phone.verified', 'user.phone.verified', verified(() => ({ human: { is_phone_verified: true } }), { verified_phone: 'last_phone' })),
       'user.human.avatar.added': human((p) => ({ human: { avatar_key: optString(p, 'storeKey') ?? '' } })),
       'user.human.avatar.removed': human(() => ({ human: { avatar_key: null } })),
       // Only the v2 type: the reference has no reducer for v1 user.password.changed. No users14 bump.
