@@ -63,15 +63,18 @@ const handlerRows = (rows: readonly (readonly [string, readonly string[]])[]) =>
 /** A lock row's holder: an id like the old handlers' xid-style worker ids, fixed per seed and handler. */
 const lockerId = (name: string) => `substr(md5(${STAGE}.h(i.inst * 97 + length(${name}), 95)::text || ${name}), 1, 20)`;
 
+/** The instances that still exist: a removed instance keeps no handler state here. */
+const ACTIVE = `e.instance_id IN (SELECT instance_id FROM ${STAGE}.inst WHERE NOT removed)`;
+
 /**
- * The rows: every instance's handlers caught up with the last event of their aggregate types (the
- * spooler views with the last event of theirs, matched by sequence alone), a lock row each that expired
- * after the last run, and in the first instance one failed event per table.
+ * The rows: every active instance's handlers caught up with the last event of their aggregate types
+ * (the spooler views with the last event of theirs, matched by sequence alone), a lock row each that
+ * expired after the last run, and in the first instance one failed event per table.
  */
 export const HANDLER_ROWS_SQL = `
 WITH last_of AS (
   SELECT e.instance_id, e.aggregate_type, max(e.event_sequence) AS seq
-  FROM eventstore.events e WHERE e.instance_id <> '' GROUP BY 1, 2
+  FROM eventstore.events e WHERE ${ACTIVE} GROUP BY 1, 2
 )
 INSERT INTO projections.current_sequences (projection_name, aggregate_type, current_sequence, instance_id, "timestamp")
 SELECT h.name, h.agg, l.seq, l.instance_id, e.creation_date + (1 + ${STAGE}.h(l.seq * 31 + length(h.name), 93) % 900) * interval '1 millisecond'
@@ -88,7 +91,7 @@ ${(['adminapi', 'auth'] as const).map((schema) => `
 WITH last_of AS (
   SELECT h.view, e.instance_id, max(e.event_sequence) AS seq
   FROM (VALUES ${VIEWS.filter(([s]) => s === schema).flatMap(([, v, types]) => types.map((t) => `('${v}', '${t}')`)).join(', ')}) AS h(view, agg)
-  JOIN eventstore.events e ON e.aggregate_type = h.agg AND e.instance_id <> ''
+  JOIN eventstore.events e ON e.aggregate_type = h.agg AND ${ACTIVE}
   GROUP BY 1, 2
 )
 INSERT INTO ${schema}.current_sequences (view_name, current_sequence, ${schema === 'adminapi' ? 'event_timestamp' : 'event_date'}, last_successful_spooler_run, instance_id)
