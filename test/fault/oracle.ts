@@ -95,6 +95,10 @@ export async function expectEventsRight(db: FaultDb): Promise<void> {
   expect(await db.query(`SELECT to_regclass('zsetup.events2_chunks')::text AS t`)).toEqual([{ t: null }]);
 }
 
+/** Tables of the legacy handlers (01_tables) and the old milestones projection: only read, never prefilled. */
+const LEGACY_TABLES = ['milestones', 'current_sequences', 'failed_events', 'locks'];
+const BOOKKEEPING = new Set(['current_states', 'failed_events2']);
+
 /** Columns that say when a row was written, not what it holds. */
 const WRITE_TIME_COLUMNS = new Set(['last_updated', 'last_failed']);
 
@@ -112,14 +116,17 @@ export async function projectionDifference(db: FaultDb): Promise<Record<string, 
   const tables = await db.query<{ name: string }>(`SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'projections' AND c.relkind IN ('r', 'p') ORDER BY 1`);
   const runTables = await db.query<{ name: string }>(`SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'run_projections' AND c.relkind IN ('r', 'p') AND relname <> 'milestones' ORDER BY 1`);
+    WHERE n.nspname = 'run_projections' AND c.relkind IN ('r', 'p') AND relname <> ALL($1) ORDER BY 1`, [LEGACY_TABLES]);
   expect(runTables.map((t) => t.name)).toEqual(tables.map((t) => t.name));
   const out: Record<string, { rows: number; reference: number; missing: number; extra: number }> = {};
   for (const { name } of tables) {
     const cols = (await db.query<{ attname: string }>(`SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [`projections.${name}`]))
       .map((c) => c.attname).filter((c) => !WRITE_TIME_COLUMNS.has(c)).map((c) => `"${c}"`).join(', ');
-    const run = `SELECT ${cols} FROM run_projections.${name}`;
-    const ref = `SELECT ${cols} FROM projections.${name}`;
+    // Bookkeeping rows of handlers zsetup does not prefill (copied from the legacy tables by step 15)
+    // have no counterpart in a clean prefill; the prefilled projections' rows must be equal.
+    const only = BOOKKEEPING.has(name) ? ` WHERE projection_name IN (SELECT projection_name FROM projections.current_states)` : '';
+    const run = `SELECT ${cols} FROM run_projections.${name}${only}`;
+    const ref = `SELECT ${cols} FROM projections.${name}${only}`;
     const r = await db.query(`SELECT (SELECT count(*) FROM (${run}) a)::int AS rows, (SELECT count(*) FROM (${ref}) b)::int AS reference,
       (SELECT count(*) FROM (${ref} EXCEPT ALL ${run}) d)::int AS missing, (SELECT count(*) FROM (${run} EXCEPT ALL ${ref}) d)::int AS extra`);
     out[name] = r[0];
