@@ -109,7 +109,7 @@ describe('events2 step on a legacy database', () => {
       const low = await openDatabase({ kind: 'url', url: url.toString() }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: 4 });
       try {
         // The runner's preflight asks the step before anything runs and refuses listing both.
-        const refused = await run(low).catch((e: unknown) => e as { exitCode?: number; message?: string });
+        const refused = await run(low).then(() => ({}) as { exitCode?: number; message?: string }, (e: unknown) => e as { exitCode?: number; message?: string });
         expect(refused.exitCode).toBe(EXIT.refused);
         expect(refused.message).toMatch(/events2: ownership of eventstore\.events [\s\S]*events2: CREATE on schema eventstore/);
       } finally {

@@ -21,7 +21,8 @@ export type PlainOp =
   | { upsert: string; row: Record<string, unknown> }
   | { update: string; key: Record<string, unknown>; set: Record<string, unknown> }
   | { delete: string; key: Record<string, unknown> }
-  | { deleteWhere: string; match: Record<string, unknown> };
+  | { deleteWhere: string; match: Record<string, unknown> }
+  | { copy: string; key: Record<string, unknown>; columns: Record<string, string> };
 
 /** The changes the projection's reducer makes for `e`, as plain objects. */
 export function reduce(model: ProjectionModel, e: ProjectionEvent): PlainOp[] {
