@@ -12,6 +12,7 @@
  *
  *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2]
  *     [--rate 1000] [--keep-source NAME]
+ *   … dist/bench/events2.js --capture-probe   # only: the capture trigger's cost per insert, statement vs row level
  *
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
@@ -19,7 +20,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { openDatabase, type Database } from '../src/db/connection.js';
+import { captureTablesDdl, captureTriggersDdl } from '../src/events2/capture.js';
 import { MAPPED_COLUMNS } from '../src/events2/sql.js';
 import { migrate } from '../src/migrate.js';
 import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_INDEXES, LEGACY_EVENTS_TABLE } from '../src/schema.js';
@@ -46,7 +49,9 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
     rate: { type: 'string', default: '1000' },
     'keep-source': { type: 'string' },
+    'capture-probe': { type: 'boolean' },
   }, strict: false });
+  if (values['capture-probe']) return captureProbe();
   const keepSource = typeof values['keep-source'] === 'string' ? values['keep-source'] : undefined;
   if (keepSource !== undefined && !/^[a-z_][a-z0-9_]*$/.test(keepSource)) throw new Error(`--keep-source: not a plain database name: ${keepSource}`);
   const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), rate: Number(values.rate), keepSource };
@@ -325,4 +330,59 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = 1;
   });
+}
+
+/**
+ * What the capture costs a writer: transactions of one 3-row INSERT and of three 1-row INSERTs into a
+ * legacy table, without a trigger, with the capture's statement-level trigger (transition table), and
+ * with the same queue filled by a row-level trigger. Alternating rounds, mean per transaction.
+ */
+async function captureProbe(): Promise<void> {
+  const server = await benchServer();
+  const name = dbName('zbench', 'probe');
+  try {
+    await query(server.url, `CREATE DATABASE ${name}`);
+    const url = urlFor(server.url, name);
+    await query(url, `${LEGACY_EVENTS_TABLE} CREATE SCHEMA zsetup; ${captureTablesDdl().join(';\n')};
+      CREATE FUNCTION zsetup.events2_capture_row() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+      BEGIN INSERT INTO zsetup.events2_log (instance_id, event_sequence) VALUES (NEW.instance_id, NEW.event_sequence); RETURN NULL; END $fn$`);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const modes: Record<string, string[]> = {
+      none: [],
+      statement: captureTriggersDdl().slice(0, 1),
+      row: ['CREATE TRIGGER zsetup_events2_capture AFTER INSERT ON eventstore.events FOR EACH ROW EXECUTE FUNCTION zsetup.events2_capture_row()'],
+    };
+    const totals = new Map<string, number[]>();
+    let seq = 0;
+    const row = () => { seq++; return `('e', 'a', 'agg-${seq % 1000}', 'v1', ${seq}, '{"k": ${seq}}', 'u', 'zitadel', 'o', 'i')`; };
+    const cols = '(event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence, event_data, editor_user, editor_service, resource_owner, instance_id)';
+    for (let round = 0; round < 5; round++) {
+      for (const [mode, ddl] of Object.entries(modes)) {
+        await client.query('DROP TRIGGER IF EXISTS zsetup_events2_capture ON eventstore.events');
+        for (const d of ddl) await client.query(d);
+        for (const shape of ['1 statement × 3 rows', '3 statements × 1 row']) {
+          const t0 = performance.now();
+          for (let i = 0; i < 500; i++) {
+            await client.query('BEGIN');
+            if (shape.startsWith('1')) await client.query(`INSERT INTO eventstore.events ${cols} VALUES ${row()}, ${row()}, ${row()}`);
+            else for (let k = 0; k < 3; k++) await client.query(`INSERT INTO eventstore.events ${cols} VALUES ${row()}`);
+            await client.query('COMMIT');
+          }
+          const key = `${shape}|${mode}`;
+          totals.set(key, [...(totals.get(key) ?? []), (performance.now() - t0) / 500]);
+        }
+      }
+    }
+    await client.end();
+    log(`capture probe (PostgreSQL ${(await query(server.url, 'SHOW server_version'))[0].server_version}; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}): mean ms per transaction over 5 × 500`);
+    for (const shape of ['1 statement × 3 rows', '3 statements × 1 row']) {
+      const mean = (mode: string) => { const v = totals.get(`${shape}|${mode}`)!; return v.reduce((a, b) => a + b, 0) / v.length; };
+      const base = mean('none');
+      log(`  ${shape}: no trigger ${base.toFixed(3)}; statement trigger ${mean('statement').toFixed(3)} (+${((mean('statement') / base - 1) * 100).toFixed(0)}%); row trigger ${mean('row').toFixed(3)} (+${((mean('row') / base - 1) * 100).toFixed(0)}%)`);
+    }
+  } finally {
+    await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+    await server.stop();
+  }
 }
