@@ -19,7 +19,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { REFERENCE_TABLES } from './reference-ddl.js';
+import { REFERENCE_TABLES, ZITADEL_SETUP_INDEXES } from './reference-ddl.js';
 import { referencePrefill } from './reference-handler.js';
 import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
@@ -29,7 +29,7 @@ const PROJECTIONS = ['projections.instances', 'projections.orgs1', 'projections.
 /** ZITADEL's worker count when the pool reports no limit (and for a pool of ≥ 40 connections); capped at the instances. */
 const DEFAULT_REF_WORKERS = 10;
 
-interface Round { readonly refMs: number; readonly zsMs: number; readonly events: number; readonly zsEvents: number; readonly differ: readonly string[] }
+interface Round { readonly refMs: number; readonly refCpuMs: number; readonly zsMs: number; readonly events: number; readonly zsEvents: number; readonly differ: readonly string[] }
 
 /** Runs the benchmark; `argv` are the flags only. */
 export async function benchProjections(argv: string[]): Promise<void> {
@@ -99,12 +99,18 @@ async function round(server: string, src: string, i: number, workers: number): P
   try {
     await admin(server, `CREATE DATABASE ${ref} TEMPLATE ${src}`);
     await admin(server, `CREATE DATABASE ${zs} TEMPLATE ${src}`);
+    await query(urlFor(server, ref), ZITADEL_SETUP_INDEXES.join(';\n'));
     const sides = {
-      ref: async () => { const t = performance.now(); const r = await referencePrefill(urlFor(server, ref), workers); return { ms: performance.now() - t, events: r.events }; },
+      ref: async () => {
+        const [t, cpu] = [performance.now(), process.cpuUsage()];
+        const r = await referencePrefill(urlFor(server, ref), workers);
+        const used = process.cpuUsage(cpu);
+        return { ms: performance.now() - t, events: r.events, cpuMs: (used.user + used.system) / 1000 };
+      },
       zs: async () => zsetupProcess(urlFor(server, zs)),
     };
     const order = i % 2 === 1 ? (['ref', 'zs'] as const) : (['zs', 'ref'] as const);
-    const out: Record<string, { ms: number; events: number }> = {};
+    const out: Record<string, { ms: number; events: number; cpuMs?: number }> = {};
     for (const side of order) {
       await settle(server);
       out[side] = await sides[side]();
@@ -112,8 +118,8 @@ async function round(server: string, src: string, i: number, workers: number): P
       await query(urlFor(server, side === 'ref' ? ref : zs), 'VACUUM ANALYZE');
     }
     const differ = await compare(urlFor(server, ref), urlFor(server, zs));
-    const r: Round = { refMs: out.ref.ms, zsMs: out.zs.ms, events: out.ref.events, zsEvents: out.zs.events, differ };
-    log(`round ${i} (${order.join(' then ')}): reference ${seconds(r.refMs)} (${rate(r.events, r.refMs)} events/s), `
+    const r: Round = { refMs: out.ref.ms, refCpuMs: out.ref.cpuMs ?? 0, zsMs: out.zs.ms, events: out.ref.events, zsEvents: out.zs.events, differ };
+    log(`round ${i} (${order.join(' then ')}): reference ${seconds(r.refMs)} (${rate(r.events, r.refMs)} events/s, Node CPU ${seconds(r.refCpuMs)}), `
       + `zsetup process ${seconds(r.zsMs)} (${rate(r.zsEvents, r.zsMs)} events/s), ratio ${(r.refMs / r.zsMs).toFixed(1)}x; `
       + `${r.events.toLocaleString('en-US')} / ${r.zsEvents.toLocaleString('en-US')} events; load ${uptime().replace(/.*load average: /, '')}`);
     for (const d of differ) log(`  MISMATCH ${d}`);

@@ -100,3 +100,13 @@ export const REFERENCE_TABLES: readonly string[] = [
   'projections.users14', 'projections.users14_humans', 'projections.users14_machines', 'projections.users14_notifications',
   'projections.milestones3',
 ];
+
+/**
+ * What ZITADEL's own setup builds on events2 before it prefills (handoff §1.2, step 22
+ * `22_active_instances_events_index`): the partial index its instance list reads. The benchmark builds it,
+ * untimed, in the reference's copy, so the reference lists instances as fast as ZITADEL would.
+ */
+export const ZITADEL_SETUP_INDEXES: readonly string[] = [
+  `CREATE INDEX IF NOT EXISTS active_instances_events ON eventstore.events2 (aggregate_type, event_type)
+     WHERE aggregate_type = 'instance' AND event_type IN ('instance.added', 'instance.removed')`,
+];
