@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { ensureBuilt, runCli } from './support/cli.js';
@@ -8,7 +10,7 @@ beforeAll(async () => {
   tdb = await createTestDatabase('verify');
   const seed = await runCli(['seed', '--events', '3000', '--instances', '3', '-d', tdb.url]);
   expect(seed.code, seed.stderr).toBe(0);
-  const migrate = await runCli(['migrate', '-d', tdb.url]);
+  const migrate = await runCli(['migrate', '--init-projections', '-d', tdb.url]);
   expect(migrate.code, migrate.stderr).toBe(0);
 });
 afterAll(() => tdb?.drop());
@@ -18,6 +20,15 @@ async function verify(): Promise<{ code: number | null; text: string; json: any 
   const json = await runCli(['verify', '--json', '-d', tdb.url]);
   expect(json.code).toBe(human.code);
   return { code: human.code, text: human.stdout, json: JSON.parse(json.stdout) };
+}
+
+/** The n-th SQL block of the README's section "Rollback and a new copy", as printed there. */
+function readmeSql(n: number): string {
+  const readme = fs.readFileSync(path.join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Rollback and a new copy'), readme.indexOf('### Kubernetes'));
+  const blocks = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]);
+  expect(blocks).toHaveLength(2);
+  return blocks[n];
 }
 
 async function count(where: string): Promise<number> {
@@ -76,15 +87,43 @@ describe('zsetup verify', () => {
   });
 
   it('the hint holds: a new copy from events_old, as the README describes, verifies equal again', async () => {
-    // README "Rollback and a new copy", before the new version has written to events2.
-    await tdb.query(`DROP TABLE eventstore.events2`);
-    await tdb.query(`DELETE FROM zsetup.steps WHERE id IN ('events2', 'milestones-v2') OR id LIKE 'projection:%'`);
-    const again = await runCli(['migrate', '-d', tdb.url]);
+    // README "Rollback and a new copy", before the new version has written to events2: its second script.
+    await tdb.query(readmeSql(1));
+    const again = await runCli(['migrate', '--init-projections', '-d', tdb.url]);
     expect(again.code, again.stderr).toBe(0);
     const r = await verify();
     expect(r.code, r.text).toBe(0);
     expect(r.json.appended.events).toBe((await count('eventstore.events2')) - (await count('eventstore.events_old')));
     expect(r.json.appended.events).toBeGreaterThanOrEqual(await count(`eventstore.events2 WHERE aggregate_type = 'milestone'`));
+    // The read models were prefilled again from the new copy: all at the head.
+    const status = JSON.parse((await runCli(['status', '--init-projections', '--json', '-d', tdb.url])).stdout);
+    for (const s of status.steps.filter((x: any) => x.id.startsWith('projection:'))) {
+      expect(s.status, s.id).toBe('succeeded');
+      expect(s.projection.eventsToApply, s.id).toBe(0);
+    }
+  });
+
+  it('the README rollback gives the old version its table back, and a later migrate moves again', async () => {
+    const moved = await count('eventstore.events_old');
+    const appended = (await count('eventstore.events2')) - moved;
+    const legacySteps = await count(`eventstore.events_old WHERE aggregate_type = 'system' AND event_type = 'system.migration.done'`);
+    await tdb.query(readmeSql(0));
+    expect(await count('eventstore.events')).toBe(moved);
+    expect((await tdb.query(`SELECT to_regclass('eventstore.events_old') AS o, to_regclass('eventstore.events2') AS n, to_regclass('zsetup.steps') AS z`))[0]).toEqual({ o: null, n: null, z: null });
+    // What was written since is kept aside, not lost.
+    expect(await count('zsetup_rolled_back.events2')).toBe(moved + appended);
+    // Only the setup records the old table has are left in unique_constraints.
+    expect(await count(`eventstore.unique_constraints WHERE unique_type = 'migration_done'`)).toBe(legacySteps);
+    // The old version writes again, as it does: the next event of an instance, legacy columns.
+    await tdb.query(`
+      INSERT INTO eventstore.events (event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence, creation_date, event_data, editor_user, editor_service, resource_owner, instance_id)
+      SELECT 'org.added', 'org', 'org-after-rollback', 'v1', max(event_sequence) + 1, now(), '{"name": "after"}', 'u', 's', 'org-after-rollback', instance_id
+      FROM eventstore.events WHERE instance_id = (SELECT instance_id FROM eventstore.events WHERE aggregate_type = 'instance' LIMIT 1) GROUP BY instance_id`);
+    const again = await runCli(['migrate', '--init-projections', '-d', tdb.url]);
+    expect(again.code, again.stderr).toBe(0);
+    const r = await verify();
+    expect(r.code, r.text).toBe(0);
+    expect(r.json.events).toBe(moved + 1);
   });
 
   it('has nothing to verify before the move', async () => {
