@@ -214,27 +214,30 @@ FROM ${source}${shape.payloadBytes !== undefined ? paddedPayloadJoin(shape.paylo
 }
 
 /**
- * The payload `pl.p` padded to about `bytes` bytes of JSON text: a `padding` key with a slice of the
- * staged hex text (hardly compressible, as encrypted or encoded values are). NULL payloads stay NULL;
- * payloads already that large are kept as they are.
+ * The payload `pl.p` padded to about `bytes` bytes of JSON text: a `padding` key with the start of
+ * one of the staged hex texts (hardly compressible, as encrypted or encoded values are). NULL payloads
+ * stay NULL; payloads already that large are kept as they are.
  */
 function paddedPayloadJoin(bytes: number): string {
   // `, "padding": ""` adds 15 characters to the object's text.
   return `
 CROSS JOIN LATERAL (SELECT ${payloadSql()} AS raw) pr
 CROSS JOIN LATERAL (SELECT CASE WHEN pr.raw IS NULL OR octet_length(pr.raw::text) + 15 >= ${bytes} THEN pr.raw
-  ELSE pr.raw || jsonb_build_object('padding', substr((SELECT t FROM ${S}.pad), (1 + ${S}.h(e.k * 64 + e.ord, 96) % ${PAD_WINDOW})::int,
-    ${bytes} - 15 - octet_length(pr.raw::text))) END AS p) pl`;
+  ELSE pr.raw || jsonb_build_object('padding', substr((SELECT pd.t FROM ${S}.pad pd WHERE pd.v = ${S}.h(e.k * 64 + e.ord, 96) % ${PAD_TEXTS}),
+    1, ${bytes} - 15 - octet_length(pr.raw::text))) END AS p) pl`;
 }
 
-/** Longest `--payload-bytes`; the staged padding text is twice as long, so any window fits. */
+/** Longest `--payload-bytes`. */
 export const MAX_PAYLOAD_BYTES = 65_536;
-const PAD_WINDOW = MAX_PAYLOAD_BYTES;
+/** Distinct padding texts; each is read from its start, so no row scans a long text to an offset. */
+const PAD_TEXTS = 256;
 
-/** The staged padding text: 2 × {@link MAX_PAYLOAD_BYTES} hex characters derived from the seed. */
-export function padTableSql(seed: number): string {
+/** The staged padding texts: {@link PAD_TEXTS} hex strings of `bytes` characters, derived from the seed. */
+export function padTableSql(seed: number, bytes: number): string {
   return `CREATE UNLOGGED TABLE ${S}.pad AS
-SELECT string_agg(md5('${seed}/pad/' || g), '' ORDER BY g) AS t FROM generate_series(1, ${(2 * MAX_PAYLOAD_BYTES) / 32}) g`;
+SELECT v, (SELECT string_agg(md5('${seed}/pad/' || v || '/' || g), '' ORDER BY g) FROM generate_series(1, ${Math.ceil(bytes / 32)}) g) AS t
+FROM generate_series(0, ${PAD_TEXTS - 1}) v;
+ALTER TABLE ${S}.pad ADD PRIMARY KEY (v)`;
 }
 
 /**

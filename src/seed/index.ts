@@ -229,7 +229,7 @@ async function stage(pool: pg.Pool, plan: SeedPlan, seed: number, options: SeedO
   await pool.query(SCENES_SQL);
   await pool.query(RESOLVE_SQL);
   if (options.aggregates !== undefined) await pool.query(POOL_SQL, [options.aggregates]);
-  if (options.payloadBytes !== undefined) await pool.query(padTableSql(seed));
+  if (options.payloadBytes !== undefined) await pool.query(padTableSql(seed, options.payloadBytes));
   await pool.query(`ANALYZE ${STAGE}.scene_r, ${STAGE}.tpl, ${STAGE}.inst`);
 }
 
