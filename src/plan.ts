@@ -150,6 +150,12 @@ function cutOffOf(s: StepPlanReport, start: number, seconds: number): Omit<Plann
   if (d.source === 'eventstore.events_old') return { stepId: s.id, mode: 'earlier', fromSeconds: 0 };
   if (d.source !== 'eventstore.events') return null;
   if (d.online !== true) return { stepId: s.id, mode: 'offline', fromSeconds: start };
+  if (isPrepareOnly(s)) return null;
   const blocked = typeof d.expectedDowntimeSeconds === 'number' ? { blockedSeconds: d.expectedDowntimeSeconds } : {};
   return { stepId: s.id, mode: 'online', fromSeconds: start + seconds, ...blocked };
+}
+
+/** An online events2 plan under `--prepare`: it stops before the cut-over, so this run cuts nobody off. */
+export function isPrepareOnly(s: StepPlanReport): boolean {
+  return s.id === 'events2' && s.plan?.details.online === true && s.plan.action.includes('--prepare');
 }

@@ -44,6 +44,12 @@ describe('plan summary (no database)', () => {
     expect(renderPlanText(online)).toContain("cut off at its cut-over (writes block for about 400ms in it), about 10m00s after the start, and fail from then until the new version runs: about 10.0s");
   });
 
+  it('--prepare cuts nobody off: the cut-over is left to a later run', () => {
+    const prepare: PlanResult = { steps: [{ ...events2({ ...legacy, online: true }), plan: { action: 'online move; --prepare: stops before the cut-over', willChange: true, details: { ...legacy, online: true }, estimatedSeconds: 600 } }] };
+    expect(summarizePlan(prepare, { concurrency: 2 }).cutOff).toBeNull();
+    expect(renderPlanText(prepare)).toMatch(/downtime: +none from this run: --prepare stops before the cut-over/);
+  });
+
   it('a move already done cuts nobody off; one resumed from events_old did earlier', () => {
     const done: PlanResult = { steps: [{ id: 'events2', title: 'move', state: 'succeeded' }, milestones] };
     expect(summarizePlan(done, { concurrency: 2 }).cutOff).toBeNull();

@@ -1,4 +1,4 @@
-import { summarizePlan, type PlanResult, type PlanSummary, type StepPlanReport } from '../plan.js';
+import { isPrepareOnly, summarizePlan, type PlanResult, type PlanSummary, type StepPlanReport } from '../plan.js';
 import type { Step } from '../step.js';
 import { formatBytes, formatCount, formatDuration, groupDigits } from './format.js';
 import { renderError } from './render.js';
@@ -115,6 +115,9 @@ function describeDowntime(r: PlanResult, s: PlanSummary): string {
   const events2 = r.steps.find((x) => x.id === 'events2');
   if (!c) {
     if (events2?.error) return 'unknown: the events2 step cannot be planned (see below)';
+    if (events2 && isPrepareOnly(events2)) {
+      return 'none from this run: --prepare stops before the cut-over and the old version keeps writing; the later `zsetup migrate` cuts over (plan it then)';
+    }
     return 'none from this run: it does not cut off writers (eventstore.events2 is in place or there are no events yet), and the other steps run while the application writes';
   }
   const length = formatDuration((c.untilSeconds - c.fromSeconds) * 1000);
