@@ -174,8 +174,9 @@ async function assertCatchUp(c: pg.Client, instances: readonly string[], statesB
 async function assertHandedOver(
   db: TestDatabase, c: pg.Client, statesBefore: { projection: ProjectionName; instance: string }[], arrangedLegacyState = false,
 ): Promise<void> {
-  // As zsetup left them, before ZITADEL's guarded DDL could add anything: ZITADEL's tables of REF or of MAIN.
-  const [ref, main] = [await projectionTablesDiff(c, 'ref'), await projectionTablesDiff(c, 'main')];
+  // As zsetup left them, before ZITADEL's guarded DDL could add anything: ZITADEL's tables of REF or of MAIN,
+  // with the changes of later steps already recorded done (25, 48), which ZITADEL never makes again.
+  const [ref, main] = [await projectionTablesDiff(c, 'ref', { recordedSteps: true }), await projectionTablesDiff(c, 'main', { recordedSteps: true })];
   expect.soft(ref.length === 0 || main.length === 0 ? [] : ref.length <= main.length ? ref : main,
     "zsetup's projection tables equal ZITADEL's DDL (REF or MAIN)").toEqual([]);
   const run = await runSetup(db.url, { initProjections: true, keepGoing: true });
