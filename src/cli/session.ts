@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import type { Command } from 'commander';
 import { availableCpus } from '../cpus.js';
 import { resolveConfig, type ConfigOptions, type ResolvedConfig } from '../config.js';
