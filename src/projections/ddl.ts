@@ -136,22 +136,23 @@ export async function ensureTables(client: pg.ClientBase, ...models: ProjectionM
     for (const m of models) {
       const missing = m.tables.filter((t) => relationsOf(t).some((n) => !now.get(n)?.present));
       if (missing.length === 0) continue;
-      if (m.tables.some((t) => !now.get(t.name)?.present)) {
-        await resetProjection(client, m, now);
-        rebuilt.push(m.name);
-      }
+      if (m.tables.some((t) => !now.get(t.name)?.present) && (await resetProjection(client, m, now))) rebuilt.push(m.name);
       await client.query(await creationDdl(client, missing));
     }
     return { shape, rebuilt };
   });
 }
 
-/** Removes a partial projection's rows, positions and failures, so it is prefilled from the start. */
-async function resetProjection(client: Queryable, m: ProjectionModel, catalog: ReadonlyMap<string, CatalogEntry>): Promise<void> {
+/**
+ * Removes a partial projection's rows, positions and failures, so it is prefilled from the start.
+ * Returns false when there was nothing to remove (a projection never prefilled).
+ */
+async function resetProjection(client: Queryable, m: ProjectionModel, catalog: ReadonlyMap<string, CatalogEntry>): Promise<boolean> {
   const present = m.tables.filter((t) => catalog.get(t.name)?.present).map((t) => qt(t.name));
   if (present.length) await client.query(`TRUNCATE ${present.join(', ')}`);
-  await client.query(`DELETE FROM projections.current_states WHERE projection_name = $1`, [m.name]);
+  const states = await client.query(`WITH d AS (DELETE FROM projections.current_states WHERE projection_name = $1 RETURNING 1) SELECT count(*)::int AS n FROM d`, [m.name]);
   await client.query(`DELETE FROM projections.failed_events2 WHERE projection_name = $1`, [m.name]);
+  return present.length > 0 || states.rows[0].n > 0;
 }
 
 /**
