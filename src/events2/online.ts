@@ -204,6 +204,7 @@ async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter,
     message: `prepared the online move: eventstore.events2 is copied, indexed and verified, the capture stays on (${waiting.toLocaleString('en-US')} event(s) waiting); \`zsetup migrate\` catches up and cuts over, \`zsetup abort-move\` removes it all`,
     prepared: true,
     appliedFromCapture: meter.applied,
+    oldVersionWritesPerSecond: Math.round(meter.writeRate),
     backlog: waiting,
     ...timings,
   };
@@ -219,6 +220,7 @@ function summary(verified: { events: number; instances: number }, cut: CutOverRe
     online: true,
     // The catch-up's batches and the drain under the lock (events the old version wrote during the move).
     appliedFromCapture: meter.applied + (cut?.drained ?? 0),
+    oldVersionWritesPerSecond: Math.round(meter.writeRate),
     ...(cut ? { cutOver: cut } : {}),
     ...timings,
   };
