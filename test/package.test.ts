@@ -41,7 +41,8 @@ function cleanCheckout(): string {
   const checkout = path.join(work, 'checkout');
   const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' }).split('\0').filter(Boolean);
   for (const file of files) {
-    if (!fs.existsSync(path.join(root, file))) continue; // deleted in the working tree
+    // Deleted in the working tree, or not a plain file (a symlinked node_modules of a worktree).
+    if (!fs.existsSync(path.join(root, file)) || !fs.lstatSync(path.join(root, file)).isFile()) continue;
     fs.mkdirSync(path.dirname(path.join(checkout, file)), { recursive: true });
     fs.copyFileSync(path.join(root, file), path.join(checkout, file));
   }
