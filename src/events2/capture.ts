@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Tx } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
-import type { Queryable } from './catalog.js';
+import type { ReadableDb } from './catalog.js';
 import { LEGACY_TABLE, LOG_TABLE, UNSUPPORTED_TABLE } from './sql.js';
 
 /**
@@ -99,7 +99,7 @@ export interface CaptureState {
 }
 
 /** Reads whether the capture is on. Read-only. */
-export async function captureState(db: Queryable): Promise<CaptureState> {
+export async function captureState(db: ReadableDb): Promise<CaptureState> {
   const r = await sql<CaptureState>`
     SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = ${CAPTURE_TRIGGERS.insert}
                      AND tgrelid = to_regclass(${LEGACY_TABLE}) AND tgenabled <> 'D') AS capturing,
@@ -108,7 +108,7 @@ export async function captureState(db: Queryable): Promise<CaptureState> {
 }
 
 /** Keys waiting in the queue (exact; the queue is small once caught up). */
-export async function backlog(db: Queryable): Promise<number> {
+export async function backlog(db: ReadableDb): Promise<number> {
   const r = await sql<{ n: string }>`SELECT count(*) AS n FROM zsetup.events2_log`.execute(db);
   return Number(r.rows[0].n);
 }
@@ -117,7 +117,7 @@ export async function backlog(db: Queryable): Promise<number> {
  * Refuses (exit 5) once the old version changed existing events: the copy cannot follow an UPDATE,
  * DELETE or TRUNCATE. Says what was seen, when and by whom.
  */
-export async function refuseUnsupportedWrites(db: Queryable): Promise<void> {
+export async function refuseUnsupportedWrites(db: ReadableDb): Promise<void> {
   const r = await sql<{ op: string; rows: string | null; at: Date; by_user: string; application: string }>`
     SELECT op, rows::text, at, by_user, application FROM zsetup.events2_unsupported_writes ORDER BY at LIMIT 5`.execute(db);
   if (r.rows.length === 0) return;
@@ -133,7 +133,7 @@ export async function refuseUnsupportedWrites(db: Queryable): Promise<void> {
  * Refuses an online move of a table without the legacy primary key (event_sequence, instance_id):
  * the queue's key would not identify one row, and the old version's inserts could fail on it.
  */
-export async function checkLegacyKey(db: Queryable): Promise<void> {
+export async function checkLegacyKey(db: ReadableDb): Promise<void> {
   const r = await sql<{ ok: boolean }>`
     SELECT EXISTS (
       SELECT 1 FROM pg_index i

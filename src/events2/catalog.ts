@@ -1,8 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import { EVENTS2_COLUMN_LIST, EVENTS2_INDEX_SPECS, NULLABLE_COLUMNS, type IndexSpec } from './sql.js';
 
-/** Any kysely handle: the pool-backed instance or a transaction. */
-export type Queryable = Kysely<any>;
+/** Any kysely handle: the pool-backed instance or a transaction (not the projections engine's pg-level `Queryable`). */
+export type ReadableDb = Kysely<any>;
 
 /** Which of the event tables exist. */
 export interface EventTables {
@@ -13,7 +13,7 @@ export interface EventTables {
 }
 
 /** Reads which event tables exist, without failing on absent ones. */
-export async function eventTables(db: Queryable): Promise<EventTables> {
+export async function eventTables(db: ReadableDb): Promise<EventTables> {
   const r = await sql<{ legacy: boolean; old: boolean; events2: boolean; chunks: boolean }>`
     SELECT to_regclass('eventstore.events') IS NOT NULL AS legacy,
            to_regclass('eventstore.events_old') IS NOT NULL AS old,
@@ -42,7 +42,7 @@ export interface Events2Shape {
 }
 
 /** Compares events2 with its final shape (columns, NOT NULLs, primary key, indexes). */
-export async function events2Shape(db: Queryable): Promise<Events2Shape> {
+export async function events2Shape(db: ReadableDb): Promise<Events2Shape> {
   const cols = await sql<{ name: string; type: string; notnull: boolean }>`
     SELECT attname AS name, format_type(atttypid, atttypmod) AS type, attnotnull AS notnull
     FROM pg_attribute WHERE attrelid = 'eventstore.events2'::regclass AND attnum > 0 AND NOT attisdropped
@@ -71,7 +71,7 @@ export function isComplete(shape: Events2Shape): boolean {
 }
 
 /** The indexes of events2 with their validity (an interrupted CONCURRENTLY build leaves an invalid one). */
-export async function events2Indexes(db: Queryable): Promise<ExistingIndex[]> {
+export async function events2Indexes(db: ReadableDb): Promise<ExistingIndex[]> {
   const r = await sql<ExistingIndex>`
     SELECT c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -98,7 +98,7 @@ function sameType(found: string, wanted: string): boolean {
  * Row count of a table: exact, or PostgreSQL's estimate scaled to the table's current size
  * (reltuples per page × pages). Null when the table was never vacuumed or analysed.
  */
-export async function rowCount(db: Queryable, table: string, exact: boolean): Promise<number | null> {
+export async function rowCount(db: ReadableDb, table: string, exact: boolean): Promise<number | null> {
   if (exact) {
     const r = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${sql.raw(table)}`.execute(db);
     return r.rows[0].n;
@@ -116,7 +116,7 @@ export function blocksOf(regclass: string): string {
 }
 
 /** Whether the reference system recorded its own events2 step (`14_events_push`) as done. */
-export async function referenceStepDone(db: Queryable): Promise<boolean> {
+export async function referenceStepDone(db: ReadableDb): Promise<boolean> {
   const r = await sql<{ done: boolean }>`
     SELECT EXISTS (
       SELECT 1 FROM eventstore.events2

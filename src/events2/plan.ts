@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { PlanContext, StepPlan } from '../step.js';
-import { blocksOf, rowCount, type Queryable } from './catalog.js';
+import { blocksOf, rowCount, type ReadableDb } from './catalog.js';
 import { CUT_OVER_LOCK_TIMEOUT_MS, DRAIN_TARGET } from './cut-over.js';
 import type { MoveRequest } from './run.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
@@ -73,7 +73,7 @@ interface Sample {
 }
 
 /** Reads and maps a TABLESAMPLE of the source, timing it. */
-async function timeSample(tx: Queryable, source: string): Promise<Sample> {
+async function timeSample(tx: ReadableDb, source: string): Promise<Sample> {
   const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${source}'::regclass`))} AS blocks`.execute(tx);
   const percent = Math.min(100, (SAMPLE_BLOCKS / Math.max(1, b.rows[0].blocks)) * 100);
   const started = performance.now();
@@ -97,7 +97,7 @@ function estimateSeconds(rows: number, sample: Sample, concurrency: number): num
   return (readSeconds * RUN_TO_SAMPLE_READ) / Math.max(1, Math.min(concurrency, 2));
 }
 
-async function sourceSizes(tx: Queryable, source: string): Promise<{ table: number; indexes: number; maxWalSize: string }> {
+async function sourceSizes(tx: ReadableDb, source: string): Promise<{ table: number; indexes: number; maxWalSize: string }> {
   const r = await sql<{ table: number; indexes: number; max_wal_size: string }>`
     SELECT pg_table_size(${source}::regclass)::bigint AS table, pg_indexes_size(${source}::regclass)::bigint AS indexes,
            current_setting('max_wal_size') AS max_wal_size`.execute(tx);

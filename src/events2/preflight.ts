@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { RefusedError } from '../errors.js';
-import type { Queryable } from './catalog.js';
+import type { ReadableDb } from './catalog.js';
 import { UNMAPPABLE_ROW } from './sql.js';
 
 /** What this role lacks to move `source`, with the GRANT statements that would fix it. */
@@ -14,7 +14,7 @@ export interface MissingPrivileges {
  * What this role lacks for the move: ownership of the source table (a rename needs it), SELECT on it,
  * and CREATE in schema eventstore. Read-only; the runner's preflight and the cut-off both ask it.
  */
-export async function missingMovePrivileges(db: Queryable, source: string, rename: boolean): Promise<MissingPrivileges> {
+export async function missingMovePrivileges(db: ReadableDb, source: string, rename: boolean): Promise<MissingPrivileges> {
   const r = await sql<{ owner: string; owns: boolean; can_read: boolean; can_create: boolean; me: string }>`
     SELECT pg_get_userbyid(c.relowner) AS owner,
            pg_has_role(current_user, c.relowner, 'USAGE') AS owns,
@@ -41,7 +41,7 @@ export async function missingMovePrivileges(db: Queryable, source: string, renam
 }
 
 /** Refuses, before anything is written, a role that cannot do the move, listing everything missing. */
-export async function checkPrivileges(db: Queryable, source: string, rename: boolean): Promise<void> {
+export async function checkPrivileges(db: ReadableDb, source: string, rename: boolean): Promise<void> {
   const { me, missing, grants } = await missingMovePrivileges(db, source, rename);
   if (missing.length) {
     throw new RefusedError(`role ${me} lacks ${missing.join(', ')}; nothing was changed`, `as a superuser or the owner: ${grants.join('; ')}`);
@@ -55,7 +55,7 @@ const MAPPED_SOURCE_COLUMNS = [
 ] as const;
 
 /** Refuses, before anything is written, a source table that lacks a column the mapping reads. */
-export async function checkColumns(db: Queryable, source: string): Promise<void> {
+export async function checkColumns(db: ReadableDb, source: string): Promise<void> {
   const r = await sql<{ attname: string }>`
     SELECT attname FROM pg_attribute WHERE attrelid = ${source}::regclass AND attnum > 0 AND NOT attisdropped`.execute(db);
   const have = new Set(r.rows.map((c) => c.attname));
@@ -80,7 +80,7 @@ export interface UnmappableRow {
  * offending rows (instance, sequence, value) when one does not. Run it inside the cut-off transaction
  * so the refusal rolls the rename back.
  */
-export async function countAndValidate(db: Queryable, source: string): Promise<number> {
+export async function countAndValidate(db: ReadableDb, source: string): Promise<number> {
   const r = await sql<{ total: number; bad: number }>`
     SELECT count(*)::bigint AS total, count(*) FILTER (WHERE ${sql.raw(UNMAPPABLE_ROW)})::bigint AS bad
     FROM ${sql.raw(source)}`.execute(db);

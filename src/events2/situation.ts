@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { RefusedError } from '../errors.js';
 import { captureState } from './capture.js';
-import { eventTables, events2Shape, isComplete, referenceStepDone, type Events2Shape, type Queryable } from './catalog.js';
+import { eventTables, events2Shape, isComplete, referenceStepDone, type Events2Shape, type ReadableDb } from './catalog.js';
 import type { CutOverRecord } from './cut-over.js';
 
 /** How a legacy database is moved: online (the default) or offline (`--offline`: cut the old version off first). */
@@ -65,7 +65,7 @@ export function describeSituation(s: Situation, mode: MoveMode = 'offline'): str
  * Reads the catalog (and the step's checkpoint) and decides what the step does. Throws RefusedError
  * for states it cannot resume safely, saying what it found and what to do.
  */
-export async function detectSituation(db: Queryable, checkpoint: Events2Checkpoint | null): Promise<Situation> {
+export async function detectSituation(db: ReadableDb, checkpoint: Events2Checkpoint | null): Promise<Situation> {
   const t = await eventTables(db);
   if (checkpoint?.mode === 'online' && t.events2) return checkOnline(db, checkpoint, t);
   if (checkpoint && t.events2) {
@@ -127,7 +127,7 @@ function withoutEvents2(t: { legacy: boolean; old: boolean }): Situation {
  * A fresh install gets events2 only in a database that holds nothing else: tables of other schemas and
  * no event store mean the URL points at some other application's database.
  */
-export async function refuseForeignDatabase(db: Queryable): Promise<void> {
+export async function refuseForeignDatabase(db: ReadableDb): Promise<void> {
   const r = await sql<{ name: string; total: number }>`
     SELECT n.nspname || '.' || c.relname AS name, count(*) OVER ()::int AS total
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -152,12 +152,12 @@ export function describeMissing(shape: Events2Shape): string {
   return parts.join(', ') || 'nothing';
 }
 
-async function isEmpty(db: Queryable): Promise<boolean> {
+async function isEmpty(db: ReadableDb): Promise<boolean> {
   const r = await sql<{ any: boolean }>`SELECT EXISTS (SELECT 1 FROM eventstore.events2) AS any`.execute(db);
   return !r.rows[0].any;
 }
 
-async function hasReferenceColumns(db: Queryable): Promise<boolean> {
+async function hasReferenceColumns(db: ReadableDb): Promise<boolean> {
   const r = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'eventstore.events2'::regclass AND NOT attisdropped
       AND attname IN ('instance_id', 'aggregate_type', 'aggregate_id', 'event_type', 'payload')`.execute(db);
@@ -176,7 +176,7 @@ function describeOnline(cp: Events2Checkpoint): string {
 }
 
 /** An online move's checkpoint against the catalog: the capture must be intact before the cut-over, events_old after it. */
-async function checkOnline(db: Queryable, checkpoint: Events2Checkpoint, t: { legacy: boolean; old: boolean; chunks: boolean }): Promise<Situation> {
+async function checkOnline(db: ReadableDb, checkpoint: Events2Checkpoint, t: { legacy: boolean; old: boolean; chunks: boolean }): Promise<Situation> {
   if (checkpoint.stage === 'verify') {
     if (!t.old) {
       throw new RefusedError(

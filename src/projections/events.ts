@@ -355,8 +355,8 @@ const COLUMNS = `e.instance_id, e.aggregate_type, e.aggregate_id, e.event_type, 
 
 /**
  * The stream query's columns packed into two: every column but the payload joined by a separator,
- * then the payload. Node then decodes two values per row instead of twelve (20,000 users14 rows:
- * 98 ms of Node CPU instead of 136 ms, for ~20 ms more in PostgreSQL). Events2 columns are NOT NULL
+ * then the payload. Node then decodes two values per row instead of twelve, which costs less Node CPU
+ * than it adds in PostgreSQL (BENCHMARKS-projections.md). Events2 columns are NOT NULL
  * (concat_ws would skip a NULL); a value containing the separator shows as a wrong field count, and
  * the window is read again column by column.
  */

@@ -127,8 +127,8 @@ function splitInstances(backlog: readonly Backlog[], n: number): Backlog[][] {
  * another, each as its own ordered stream; an instance is never split (a larger one is a chunk of its
  * own). Projection rows belong to one instance, so a chunk's batch never changes rows that an earlier
  * batch wrote, as consecutive batches of one stream across all the group's instances do: a row created
- * in one batch and changed in the next costs an UPDATE instead of being folded into its insert (at
- * 2,000,000 events the prefill took ~3.7 s that way, ~2.8 s in chunks).
+ * in one batch and changed in the next costs an UPDATE instead of being folded into its insert
+ * (BENCHMARKS-projections.md, sixth pass).
  */
 function chunkInstances(group: readonly Backlog[], size: number): Backlog[][] {
   const chunks: { events: number; members: Backlog[] }[] = [];
@@ -148,7 +148,7 @@ function chunkInstances(group: readonly Backlog[], size: number): Backlog[][] {
  * batch and its positions commit atomically either way, a server crash can only lose the last batches
  * (the rerun redoes them), and the runner's synchronous commit of the step's result flushes them first.
  */
-async function withSession<T>(database: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+async function withPrefillSession<T>(database: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await database.pool.connect();
   try {
     await client.query(`SET jit = off; SET work_mem = '64MB'; SET synchronous_commit = off`);
@@ -174,7 +174,7 @@ export async function prefillProjection(
   ctx: PrefillContext,
 ): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
-  const { shape, rebuilt } = await withSession(database, (client) => ensureTables(client, model));
+  const { shape, rebuilt } = await withPrefillSession(database, (client) => ensureTables(client, model));
   // A backlog counted before a rebuild counted from positions that no longer exist.
   const known = rebuilt.length ? undefined : options.backlog;
   const { states, backlog, events: total } = known ?? await projectionBacklog(database.pool, model, options.endPoint);
@@ -208,7 +208,7 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
   const groups = splitInstances(backlog, streams);
   const transfer: RowTransfer = { copy: true };
   let stopped: unknown;
-  const stream = (group: readonly Backlog[]) => withSession(database, (reading) => withSession(database, async (writer) => {
+  const stream = (group: readonly Backlog[]) => withPrefillSession(database, (reading) => withPrefillSession(database, async (writer) => {
     const readers = chunkInstances(group, batchSize).map((chunk) => {
       const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
       return new StreamReader(reading, model, starts, options.endPoint, batchSize, chunk.reduce((n, b) => n + b.events, 0));

@@ -153,8 +153,7 @@ export function copyData(t: TableModel, rows: readonly Readonly<Record<string, C
 
 /**
  * Inserts new rows with `COPY … FROM STDIN`: PostgreSQL reads COPY's text format with less work than
- * JSON, and a plain insert skips the conflict check of an upsert (a captured users14 batch: 188 ms
- * instead of 243 ms). A row whose key is already stored fails the whole COPY (unique_violation); the
+ * JSON, and a plain insert skips the conflict check of an upsert (BENCHMARKS-projections.md). A row whose key is already stored fails the whole COPY (unique_violation); the
  * caller then writes the batch as upserts.
  */
 export async function copyRows(client: pg.ClientBase, { table, rows }: CopyRows): Promise<void> {
