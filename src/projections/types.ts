@@ -1,6 +1,6 @@
 /**
  * The shape of a projection definition: the tables it owns and one reducer per event type it handles.
- * Built-in projections and custom ones (`--projections ./file.js`) use the same types and engine.
+ * Built-in projections and custom ones (`--projections-module ./file.js`) use the same types and engine.
  */
 
 /** Column types the engine can validate and write. */

@@ -47,7 +47,7 @@ missing privileges, nothing written), 6 lost the connection to PostgreSQL (rerun
       if (flags.format === 'markdown' && (!flags.dryRun || flags.json)) throw new ConfigError('--format markdown is the dry-run report: use it with --dry-run and without --json');
       if (flags.exact && !flags.dryRun) throw new ConfigError('--exact counts rows for the dry-run report: use it with --dry-run');
       process.exitCode = await withSession(flags, async (s) => {
-        const steps = withMoveRequest(move, await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projections }));
+        const steps = withMoveRequest(move, await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projectionsModule ?? flags.projections }));
         return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.prepare ? 'events2' : flags.only, exact: flags.exact, format: flags.format });
       }, process.env, { readOnly: flags.dryRun });
     });
