@@ -76,9 +76,9 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
       const selected = options.steps.filter((s) => !options.only || s.id === options.only);
       for (let i = 0; i < selected.length; ) {
         // A run of steps of one parallel group goes together; any other step is a run of one.
-        const group = selected[i].parallelGroup;
+        const group = selected[i].schedule?.group;
         let end = i + 1;
-        while (group !== undefined && end < selected.length && selected[end].parallelGroup === group) end++;
+        while (group !== undefined && end < selected.length && selected[end].schedule?.group === group) end++;
         const batch = selected.slice(i, end);
         i = end;
         const outcomes = new Map<string, StepResult>();
@@ -129,7 +129,7 @@ async function dueSteps(database: Database, options: MigrateOptions, states: Map
 
 /** The due steps of a parallel group, heaviest first (steps without a weight keep their order, last). */
 async function heaviestFirst(database: Database, steps: readonly Step<any>[]): Promise<Step<any>[]> {
-  const weigh = (step: Step<any>) => (step.weight ? database.db.transaction().setAccessMode('read only').execute((tx) => step.weight!(tx)) : -1);
+  const weigh = (step: Step<any>) => (step.schedule?.remaining ? remainingWork(database, step) : Promise.resolve(-1));
   // The first alone, the others side by side: a weight may look at other sessions' open transactions
   // (the projections capture their shared end point there), which must not be the runner's own.
   const first = steps.length ? [await weigh(steps[0])] : [];
@@ -144,10 +144,13 @@ function stoppedBefore(step: Step<any>, signal: AbortSignal): StepResult {
   return { id: step.id, title: step.title, status: 'interrupted', error };
 }
 
-/** Whether a succeeded step asks to run again (see Step.isBehind). */
+/** Whether a succeeded step has work left, so it runs again (see StepSchedule.remaining). */
 export async function isBehind(database: Database, step: Step<any>): Promise<boolean> {
-  if (!step.isBehind) return false;
-  return database.db.transaction().setAccessMode('read only').execute((tx) => step.isBehind!(tx));
+  return step.schedule?.remaining !== undefined && (await remainingWork(database, step)) > 0;
+}
+
+function remainingWork(database: Database, step: Step<any>): Promise<number> {
+  return database.db.transaction().setAccessMode('read only').execute((tx) => step.schedule!.remaining!(tx));
 }
 
 /** A step after a failed or interrupted one: not started. */

@@ -95,7 +95,7 @@ export interface PlanSummary {
 export interface SummaryOptions {
   /** Steps of one parallel group run side by side, at most this many at once. */
   readonly concurrency: number;
-  /** The parallel group of a step id, if any (see `Step.parallelGroup`). */
+  /** The parallel group of a step id, if any (see `StepSchedule.group`). */
   readonly groupOf?: (stepId: string) => string | undefined;
 }
 

@@ -80,27 +80,13 @@ export interface Step<C = unknown> {
   plan(ctx: PlanContext): Promise<StepPlan>;
   run(ctx: RunContext<C>): Promise<StepSummary>;
   /**
-   * For a step that can fall behind after it succeeded (a projection, when new events arrive): true
-   * when it should run again. Read-only; called under the runner lock. Absent means a succeeded step
-   * is done for good.
-   */
-  isBehind?(tx: Tx): Promise<boolean>;
-  /**
    * What this role lacks for the step (privileges, as lines like `INSERT on eventstore.events2`).
    * Read-only. Before running anything, the runner asks every pending step and refuses (exit 5, nothing
    * written) listing all of them at once.
    */
   preflight?(tx: Tx): Promise<readonly string[]>;
-  /**
-   * Steps that name the same group and follow each other in the run order are independent of one
-   * another: the runner runs them side by side, at most `concurrency` at once (the projections).
-   */
-  readonly parallelGroup?: string;
-  /**
-   * How much work the step has left, in any unit shared by its group (a projection: events to apply).
-   * Read-only. The runner starts the heaviest steps of a parallel group first, so they end together.
-   */
-  weight?(tx: Tx): Promise<number>;
+  /** How the runner schedules the step beyond its place in the order; absent: once, alone, in order. */
+  readonly schedule?: StepSchedule;
   /**
    * The ZITADEL setup steps whose whole effect this step's success leaves in the database, so that
    * ZITADEL's own setup skips them. The runner records them (`system.migration.*` events) in the
@@ -108,6 +94,23 @@ export interface Step<C = unknown> {
    * succeeded but one of them unrecorded. Read-only; may depend on what the database holds.
    */
   zitadelSteps?(db: Queryable): Promise<readonly MigrationRecord[]>;
+}
+
+/**
+ * The runner's one notion of scheduling: which steps may run side by side, and how much work a step has
+ * left (which orders a group, and reruns a succeeded step that fell behind).
+ */
+export interface StepSchedule {
+  /**
+   * Steps that name the same group and follow each other in the run order are independent of one
+   * another: the runner runs them side by side, at most `concurrency` at once, the most work first.
+   */
+  readonly group?: string;
+  /**
+   * Work left, in a unit shared by the group (a projection: events to apply). Read-only, under the
+   * runner lock. More than 0 after the step succeeded means it runs again (new events arrived).
+   */
+  remaining?(tx: Tx): Promise<number>;
 }
 
 /** Outcome of one step in a migrate run. */

@@ -17,9 +17,9 @@ export const events2Step: Step<Events2Checkpoint> = {
   title: 'move events to eventstore.events2',
   plan: planEvents2,
   run: (ctx) => runEvents2(ctx, 'online'),
-  async isBehind(tx) {
+  schedule: {
     // Succeeded with --prepare: the capture is still on, and the cut-over is what is left to do.
-    return (await captureState(tx)).capturing;
+    remaining: async (tx) => ((await captureState(tx)).capturing ? 1 : 0),
   },
   async preflight(tx) {
     // events2 present: complete, or half-done — the step's own inspection decides what it needs.

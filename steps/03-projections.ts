@@ -6,7 +6,7 @@ import { ensureTables, existingTables, type EnsuredTables } from '../src/project
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
 import { planProjection } from '../src/projections/plan.js';
-import { prefillProjection, projectionBacklog, type ProjectionBacklog } from '../src/projections/prefill.js';
+import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Step, StepPlan } from '../src/step.js';
 
@@ -61,19 +61,22 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
   const endPoint = options.endPoint ?? new SharedEndPoint();
   const tables = new SharedTables(models);
   return models.map((model) => {
-    // The backlog the runner's weight query found, up to the shared end point: run() starts from it
-    // instead of counting again (under the runner lock nothing else moves the projection in between).
-    let counted: { endPoint: string; backlog: ProjectionBacklog } | undefined;
     return {
       id: `projection:${model.name}`,
       title: `prefill ${model.name}`,
       model,
-      parallelGroup: 'projections',
-      async weight(tx) {
-        const db = onTx(tx);
-        const bound = await endPoint.get(db);
-        counted = { endPoint: bound.position, backlog: await projectionBacklog(db, model, bound.position) };
-        return counted.backlog.events;
+      schedule: {
+        group: 'projections',
+        // Events left to apply. A projection falls behind again when events arrive after it; its run is
+        // also what completes and records ZITADEL's bookkeeping steps 15 and 17, and what rebuilds a
+        // projection that lacks a table (an older zsetup's partial one): both count as work left.
+        async remaining(tx) {
+          const db = onTx(tx);
+          const bound = await captureEndPoint(db, 0);
+          const events = (await projectionBacklog(db, model, bound.position)).events;
+          const incomplete = !(await bookkeepingComplete(db)) || (await existingTables(db, model)).length < model.tables.length;
+          return Math.max(events, incomplete ? 1 : 0);
+        },
       },
       async plan(ctx): Promise<StepPlan> {
         return planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
@@ -88,23 +91,11 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
           ['projections.failed_events2', write],
         ]);
       },
-      async isBehind(tx) {
-        // Unlike a one-time migration, a projection falls behind again when events arrive after it, and
-        // its run is also what completes and records ZITADEL's bookkeeping steps 15 and 17.
-        const db = onTx(tx);
-        if (!(await bookkeepingComplete(db))) return true;
-        // A table dropped or never made (an older zsetup's partial projection): the run rebuilds it.
-        if ((await existingTables(db, model)).length < model.tables.length) return true;
-        const bound = await captureEndPoint(db, 0);
-        return (await projectionBacklog(db, model, bound.position)).events > 0;
-      },
       async run(ctx) {
         const [bound, ensured] = await Promise.all([endPoint.get(ctx.database.pool), tables.ensure(ctx.database)]);
         if (ensured.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
         if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
-        const backlog = counted?.endPoint === bound.position && !ensured.rebuilt.includes(model.name) ? counted.backlog : undefined;
-        counted = undefined;
-        const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize, backlog }, ctx);
+        const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize }, ctx);
         const message = r.atHead
           ? `${model.name} already at the head (end point ${r.endPoint})`
           : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +

@@ -172,8 +172,7 @@ describe('migrate', () => {
     let overlapped = false;
     const grouped = (id: string, weight: number, fail = false): Step => ({
       ...unitStep(id, 1),
-      parallelGroup: 'g',
-      weight: async () => weight,
+      schedule: { group: 'g', remaining: async () => weight },
       async run() {
         order.push(id);
         running.add(id);

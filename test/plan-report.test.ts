@@ -15,7 +15,7 @@ function projection(name: string, estimatedSeconds: number): StepPlanReport {
 const milestones: StepPlanReport = { id: 'milestones-v2', title: 'm', state: 'pending', plan: { action: 'write 3 events', willChange: true, details: {}, estimatedSeconds: 10 } };
 const groupOf = (id: string) => (id.startsWith('projection:') ? 'projections' : undefined);
 // The steps as the renderers learn their parallel groups.
-const steps = ['a', 'b', 'c'].map((n) => ({ id: `projection:${n}`, parallelGroup: 'projections' })) as any[];
+const steps = ['a', 'b', 'c'].map((n) => ({ id: `projection:${n}`, schedule: { group: 'projections' } })) as any[];
 
 describe('plan summary (no database)', () => {
   const legacy = { source: 'eventstore.events', events: 2_000_000, eventsCounted: 'estimate', diskNeededBytesEstimate: 1536 * MB };

@@ -72,7 +72,7 @@ export function renderPlanMarkdown(r: PlanResult, context: PlanReportContext = {
 }
 
 function summarize(r: PlanResult, context: PlanReportContext): PlanSummary {
-  const groups = new Map((context.steps ?? []).map((s) => [s.id, s.parallelGroup]));
+  const groups = new Map((context.steps ?? []).map((s) => [s.id, s.schedule?.group]));
   return summarizePlan(r, { concurrency: context.concurrency ?? 2, groupOf: (id) => groups.get(id) });
 }
 
@@ -86,7 +86,7 @@ function summaryRows(r: PlanResult, s: PlanSummary, context: PlanReportContext):
 
 function describeTime(r: PlanResult, s: PlanSummary, context: PlanReportContext): string {
   if (s.estimatedSeconds === 0 && !r.steps.some((x) => x.plan?.willChange)) return 'none: nothing to do';
-  const groups = new Map((context.steps ?? []).map((x) => [x.id, x.parallelGroup]));
+  const groups = new Map((context.steps ?? []).map((x) => [x.id, x.schedule?.group]));
   const parts: string[] = [];
   const grouped = new Map<string, { n: number; seconds: number }>();
   for (const t of s.times) {
