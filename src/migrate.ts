@@ -1,6 +1,6 @@
 import type { Database, Tx } from './db/connection.js';
 import { withAdvisoryLock } from './db/lock.js';
-import { ConfigError, ConnectionLostError, connectionLostDuring, describeError, InterruptedError, isConnectionLost } from './errors.js';
+import { ConfigError, ConnectionLostError, connectionLostDuring, describeError, InterruptedError, isConnectionLost, type ErrorReport } from './errors.js';
 import { preflight, refuseWithoutSchemaUsage } from './privileges.js';
 import { ProgressMeter } from './progress.js';
 import { queryableOf } from './db/queryable.js';
@@ -45,73 +45,110 @@ export interface MigrateResult {
 
 /**
  * Runs the pending steps in order under the runner lock. Never throws for a step failure: the result
- * says which step failed and why, and the steps after it are `not-run`.
+ * says which step failed and why, and the steps after it are `not-run`. Reads as nested scopes: a stop
+ * signal, the runner lock, the plan of what is due, then the step groups one after another.
  */
 export async function migrate(database: Database, options: MigrateOptions): Promise<MigrateResult> {
   const emit: OnEvent = options.onEvent ?? (() => {});
   if (options.only && !options.steps.some((s) => s.id === options.only)) {
     throw new ConfigError(`--only: no step "${options.only}" (steps: ${options.steps.map((s) => s.id).join(', ')})`);
   }
+  return withStopSignal(options.signal, (stop) => withAdvisoryLock(database, {
+    waitMs: options.lockWaitMs,
+    signal: stop.signal,
+    onWait: (holder, waitedMs) => emit({ type: 'lock-wait', holder, waitedMs }),
+    onLost: (err) => stop.abort(new ConnectionLostError(`lost the runner lock connection (${err.message})`)),
+  }, async (lockWaitedMs) => {
+    if (lockWaitedMs > 0) emit({ type: 'lock-acquired', waitedMs: lockWaitedMs });
+    const run: Run = { database, options, emit, signal: stop.signal, ...(await planRun(database, options)), halted: false };
+    const results: StepResult[] = [];
+    for (const group of stepGroups(options.steps.filter((s) => !options.only || s.id === options.only))) {
+      results.push(...(await runGroup(run, group)));
+    }
+    return { upToDate: results.every((r) => r.status === 'skipped'), lockWaitedMs, steps: results };
+  }));
+}
+
+/** Runs `fn` with a controller that aborts when `signal` does (or stops the run itself, e.g. a lost lock). */
+async function withStopSignal<T>(signal: AbortSignal | undefined, fn: (stop: AbortController) => Promise<T>): Promise<T> {
   const stop = new AbortController();
-  const forward = () => stop.abort(options.signal?.reason ?? 'stop requested');
-  if (options.signal?.aborted) forward();
-  options.signal?.addEventListener('abort', forward, { once: true });
+  const forward = () => stop.abort(signal?.reason ?? 'stop requested');
+  if (signal?.aborted) forward();
+  signal?.addEventListener('abort', forward, { once: true });
   try {
-    return await withAdvisoryLock(database, {
-      waitMs: options.lockWaitMs,
-      signal: stop.signal,
-      onWait: (holder, waitedMs) => emit({ type: 'lock-wait', holder, waitedMs }),
-      onLost: (err) => stop.abort(new ConnectionLostError(`lost the runner lock connection (${err.message})`)),
-    }, async (lockWaitedMs) => {
-      if (lockWaitedMs > 0) emit({ type: 'lock-acquired', waitedMs: lockWaitedMs });
-      await refuseWithoutSchemaUsage(database.db);
-      // Read after taking the lock: a runner that waited sees what the previous holder finished.
-      const states = await readSteps(database.db);
-      const due = await dueSteps(database, options, states);
-      // Before zsetup's own schema is created: a refusal leaves the database exactly as it was.
-      await preflight(database, options.steps.filter((s) => due.has(s.id)));
-      await ensureStepsTable(database.db);
-      const results: StepResult[] = [];
-      let halted = false;
-      const selected = options.steps.filter((s) => !options.only || s.id === options.only);
-      for (let i = 0; i < selected.length; ) {
-        // A run of steps of one parallel group goes together; any other step is a run of one.
-        const group = selected[i].schedule?.group;
-        let end = i + 1;
-        while (group !== undefined && end < selected.length && selected[end].schedule?.group === group) end++;
-        const batch = selected.slice(i, end);
-        i = end;
-        const outcomes = new Map<string, StepResult>();
-        const finish = (result: StepResult) => {
-          outcomes.set(result.id, result);
-          if (result.status !== 'not-run') emit({ type: 'step-end', result });
-        };
-        const todo: Step<any>[] = [];
-        for (const step of batch) {
-          if (halted) finish(notRun(step));
-          else if (!due.has(step.id)) finish(await reconciled(database, step, states.get(step.id)!, emit));
-          else todo.push(step);
-        }
-        const queue = batch.length > 1 ? await heaviestFirst(database, todo) : todo;
-        const worker = async () => {
-          for (let step = queue.shift(); step; step = queue.shift()) {
-            let result: StepResult;
-            if (halted) result = notRun(step);
-            else if (stop.signal.aborted) result = stoppedBefore(step, stop.signal);
-            else result = await runStep(database, step, states.get(step.id), options, stop.signal, emit);
-            if (result.status === 'failed' || result.status === 'interrupted') halted = true;
-            finish(result);
-          }
-        };
-        const workers = batch.length > 1 ? Math.max(1, Math.min(options.stepOptions.concurrency, queue.length)) : 1;
-        await Promise.all(Array.from({ length: workers }, worker));
-        for (const step of batch) results.push(outcomes.get(step.id)!);
-      }
-      return { upToDate: results.every((r) => r.status === 'skipped'), lockWaitedMs, steps: results };
-    });
+    return await fn(stop);
   } finally {
-    options.signal?.removeEventListener('abort', forward);
+    signal?.removeEventListener('abort', forward);
   }
+}
+
+/** One migrate run under the lock: what is recorded, what is due, and whether a failure halted it. */
+interface Run {
+  readonly database: Database;
+  readonly options: MigrateOptions;
+  readonly emit: OnEvent;
+  readonly signal: AbortSignal;
+  readonly states: Map<string, StepRow>;
+  readonly due: ReadonlySet<string>;
+  halted: boolean;
+}
+
+/**
+ * Under the lock: reads the steps table (a runner that waited sees what the previous holder finished),
+ * decides what is due, and checks privileges before zsetup's own schema is created, so a refusal
+ * leaves the database exactly as it was.
+ */
+async function planRun(database: Database, options: MigrateOptions): Promise<Pick<Run, 'states' | 'due'>> {
+  await refuseWithoutSchemaUsage(database.db);
+  const states = await readSteps(database.db);
+  const due = await dueSteps(database, options, states);
+  await preflight(database, options.steps.filter((s) => due.has(s.id)));
+  await ensureStepsTable(database.db);
+  return { states, due };
+}
+
+/** Consecutive steps of one schedule group form a group; any other step is a group of one. */
+function stepGroups(steps: readonly Step<any>[]): Step<any>[][] {
+  const groups: Step<any>[][] = [];
+  for (const step of steps) {
+    const last = groups[groups.length - 1];
+    const group = step.schedule?.group;
+    if (last && group !== undefined && last[0].schedule?.group === group) last.push(step);
+    else groups.push([step]);
+  }
+  return groups;
+}
+
+/**
+ * Runs one group: steps not due are skipped (after reconciling their ZITADEL records), the due ones run
+ * the most work first on up to `concurrency` workers. Results come back in the group's order.
+ */
+async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResult[]> {
+  const outcomes = new Map<string, StepResult>();
+  const finish = (result: StepResult) => {
+    outcomes.set(result.id, result);
+    if (result.status !== 'not-run') run.emit({ type: 'step-end', result });
+  };
+  const todo: Step<any>[] = [];
+  for (const step of group) {
+    if (run.halted) finish(notRun(step));
+    else if (!run.due.has(step.id)) finish(await reconciled(run.database, step, run.states.get(step.id)!, run.emit));
+    else todo.push(step);
+  }
+  const queue = group.length > 1 ? await heaviestFirst(run.database, todo) : todo;
+  const worker = async () => {
+    for (let step = queue.shift(); step; step = queue.shift()) {
+      let result: StepResult;
+      if (run.halted) result = notRun(step);
+      else if (run.signal.aborted) result = stoppedBefore(step, run.signal);
+      else result = await runStep(run, step);
+      if (result.status === 'failed' || result.status === 'interrupted') run.halted = true;
+      finish(result);
+    }
+  };
+  const workers = group.length > 1 ? Math.max(1, Math.min(run.options.stepOptions.concurrency, queue.length)) : 1;
+  await Promise.all(Array.from({ length: workers }, worker));
+  return group.map((step) => outcomes.get(step.id)!);
 }
 
 /**
@@ -182,80 +219,110 @@ function skipped(step: Step<any>, state: StepRow): StepResult {
   return { id: step.id, title: step.title, status: 'skipped', attempt: state.attempts, summary: state.summary as StepResult['summary'] };
 }
 
-async function runStep(
-  database: Database,
-  step: Step<any>,
-  previous: StepRow | undefined,
-  options: MigrateOptions,
-  signal: AbortSignal,
-  emit: OnEvent,
-): Promise<StepResult> {
-  const { db } = database;
-  // Holding the lock means no other runner is alive, so a row left 'running' was a crashed run:
-  // it simply resumes from its checkpoint, no manual clean-up needed.
-  const row = await markRunning(db, step.id, thisRunner(options.version));
+/** Runs one due step: recorded as running, its context and heartbeat, then its outcome recorded. */
+async function runStep(run: Run, step: Step<any>): Promise<StepResult> {
+  const row = await startStep(run, step);
+  const progress = new ProgressEmitter(step.id, run.emit);
+  return withHeartbeat(run, step.id, progress, async () => {
+    const started = Date.now();
+    try {
+      const summary = await step.run(stepContext(run, step, row, progress));
+      const durationMs = Date.now() - started;
+      await run.database.db.transaction().execute(async (tx) => {
+        await recordZitadelSteps(tx, step, run.emit);
+        await markFinished(tx, step.id, 'succeeded', { durationMs, summary, progress: progress.meter.current() });
+      });
+      return { id: step.id, title: step.title, status: 'succeeded', attempt: row.attempts, durationMs, summary };
+    } catch (err) {
+      const durationMs = Date.now() - started;
+      const { status, error } = stepFailure(step, err, run.signal, progress.meter.current()?.phase);
+      await markFinished(run.database.db, step.id, status, { durationMs, error }).catch(() => {});
+      return { id: step.id, title: step.title, status, attempt: row.attempts, durationMs, error };
+    }
+  });
+}
+
+/**
+ * Marks the step running. Holding the lock means no other runner is alive, so a row left 'running'
+ * was a crashed run: it simply resumes from its checkpoint, no manual clean-up needed.
+ */
+async function startStep(run: Run, step: Step<any>): Promise<StepRow> {
+  const row = await markRunning(run.database.db, step.id, thisRunner(run.options.version));
   const resuming = row.checkpoint !== null && row.checkpoint !== undefined;
-  emit({ type: 'step-start', stepId: step.id, title: step.title, attempt: row.attempts, resuming });
+  run.emit({ type: 'step-start', stepId: step.id, title: step.title, attempt: row.attempts, resuming });
+  const previous = run.states.get(step.id);
   if (previous?.status === 'running') {
-    emit({ type: 'log', level: 'warn', stepId: step.id, message: `previous attempt by ${describeRunner(previous)} was interrupted; resuming` });
+    run.emit({ type: 'log', level: 'warn', stepId: step.id, message: `previous attempt by ${describeRunner(previous)} was interrupted; resuming` });
   }
-  const meter = new ProgressMeter();
-  let lastEmit = 0;
-  let lastPhase = '';
+  return row;
+}
+
+/** A step's progress: metered, and emitted throttled (the first and last event of every phase always pass). */
+class ProgressEmitter {
+  readonly meter = new ProgressMeter();
+  lastEmit = 0;
+  private lastPhase = '';
+
+  constructor(private readonly stepId: string, private readonly emit: OnEvent) {}
+
+  update(update: Parameters<RunContext['progress']>[0]): void {
+    const progress = this.meter.update(update);
+    const now = Date.now();
+    if (now - this.lastEmit >= 200 || (progress.total !== null && progress.done >= progress.total) || progress.phase !== this.lastPhase) {
+      this.lastEmit = now;
+      this.lastPhase = progress.phase;
+      this.emit({ type: 'step-progress', stepId: this.stepId, progress });
+    }
+  }
+}
+
+/**
+ * Writes the heartbeat and live progress while `fn` runs, and re-announces unchanged progress, so a
+ * long unit of work (an index build) still gives CI a line at a steady interval.
+ */
+async function withHeartbeat<T>(run: Run, stepId: string, progress: ProgressEmitter, fn: () => Promise<T>): Promise<T> {
   const heartbeat = setInterval(() => {
-    const progress = meter.current();
-    writeHeartbeat(db, step.id, progress).catch(() => {});
-    // Re-announce the current progress, so a long unit (an index build) still gives CI a line at a
-    // steady interval; the reporter decides how often to print.
-    if (progress && Date.now() - lastEmit >= 1000) emit({ type: 'step-progress', stepId: step.id, progress, repeated: true });
-  }, options.heartbeatMs ?? 1000);
-  const ctx: RunContext<unknown> = {
+    const current = progress.meter.current();
+    writeHeartbeat(run.database.db, stepId, current).catch(() => {});
+    if (current && Date.now() - progress.lastEmit >= 1000) run.emit({ type: 'step-progress', stepId, progress: current, repeated: true });
+  }, run.options.heartbeatMs ?? 1000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** What a step's `run` works through. */
+function stepContext(run: Run, step: Step<any>, row: StepRow, progress: ProgressEmitter): RunContext<unknown> {
+  const { db } = run.database;
+  const signal = run.signal;
+  return {
     db,
-    database,
-    options: options.stepOptions,
+    database: run.database,
+    options: run.options.stepOptions,
     checkpoint: row.checkpoint ?? null,
     attempt: row.attempts,
     signal,
     transaction: (fn) => db.transaction().execute(fn),
     saveCheckpoint: (tx, checkpoint) => saveCheckpoint(tx, step.id, checkpoint),
-    progress(update) {
-      const progress = meter.update(update);
-      const now = Date.now();
-      // Throttled, but the first and last event of every phase always pass, so watchers see each phase.
-      if (now - lastEmit >= 200 || (progress.total !== null && progress.done >= progress.total) || progress.phase !== lastPhase) {
-        lastEmit = now;
-        lastPhase = progress.phase;
-        emit({ type: 'step-progress', stepId: step.id, progress });
-      }
-    },
-    log: (message) => emit({ type: 'log', level: 'info', stepId: step.id, message }),
+    progress: (update) => progress.update(update),
+    log: (message) => run.emit({ type: 'log', level: 'info', stepId: step.id, message }),
     throwIfStopped() {
       if (signal.aborted) throw new InterruptedError(`stopped: ${String(signal.reason)}; a rerun resumes from the last checkpoint`);
     },
   };
-  const started = Date.now();
-  try {
-    const summary = await step.run(ctx);
-    const durationMs = Date.now() - started;
-    await db.transaction().execute(async (tx) => {
-      await recordZitadelSteps(tx, step, emit);
-      await markFinished(tx, step.id, 'succeeded', { durationMs, summary, progress: meter.current() });
-    });
-    return { id: step.id, title: step.title, status: 'succeeded', attempt: row.attempts, durationMs, summary };
-  } catch (err) {
-    const durationMs = Date.now() - started;
-    const lost = isConnectionLost(err) || isConnectionLost(signal.reason);
-    const interrupted = signal.aborted && !lost;
-    const error = lost ? describeError(connectionLostDuring(step.id, meter.current()?.phase, err))
-      : interrupted && !(err instanceof InterruptedError)
-      ? describeError(new InterruptedError(`stopped: ${String(signal.reason)} (${describeError(err).message}); a rerun resumes from the last checkpoint`))
-      : describeError(err);
-    const status = interrupted ? 'interrupted' : 'failed';
-    await markFinished(db, step.id, status, { durationMs, error }).catch(() => {});
-    return { id: step.id, title: step.title, status, attempt: row.attempts, durationMs, error };
-  } finally {
-    clearInterval(heartbeat);
-  }
+}
+
+/** How a step that threw ended: a lost connection and other failures fail it; a requested stop interrupts it. */
+function stepFailure(step: Step<any>, err: unknown, signal: AbortSignal, phase: string | undefined): { status: 'failed' | 'interrupted'; error: ErrorReport } {
+  const lost = isConnectionLost(err) || isConnectionLost(signal.reason);
+  const interrupted = signal.aborted && !lost;
+  const error = lost ? describeError(connectionLostDuring(step.id, phase, err))
+    : interrupted && !(err instanceof InterruptedError)
+    ? describeError(new InterruptedError(`stopped: ${String(signal.reason)} (${describeError(err).message}); a rerun resumes from the last checkpoint`))
+    : describeError(err);
+  return { status: interrupted ? 'interrupted' : 'failed', error };
 }
 
 function describeRunner(row: StepRow): string {
