@@ -50,8 +50,11 @@ export const EVENTS2_COLUMNS = `
   "position"      DECIMAL,
   in_tx_order     INTEGER`;
 
-/** The primary key of `eventstore.events2` (what makes concurrent pushes safe). */
-export const EVENTS2_PRIMARY_KEY = `ALTER TABLE eventstore.events2 ADD CONSTRAINT events2_pkey PRIMARY KEY (instance_id, aggregate_type, aggregate_id, "sequence")`;
+/** The primary key columns of `eventstore.events2` (what makes concurrent pushes safe). */
+export const EVENTS2_PK_COLUMNS = '(instance_id, aggregate_type, aggregate_id, "sequence")';
+
+/** The primary key of `eventstore.events2`. */
+export const EVENTS2_PRIMARY_KEY = `ALTER TABLE eventstore.events2 ADD CONSTRAINT events2_pkey PRIMARY KEY ${EVENTS2_PK_COLUMNS}`;
 
 /** NOT NULL constraints of `eventstore.events2` beyond the primary key columns. */
 export const EVENTS2_NOT_NULLS = `ALTER TABLE eventstore.events2

@@ -1,4 +1,4 @@
-import { EVENTS2_COLUMNS, EVENTS2_INDEXES } from '../schema.js';
+import { EVENTS2_COLUMNS, EVENTS2_INDEXES, EVENTS2_PK_COLUMNS } from '../schema.js';
 
 /**
  * SQL text of the events → events2 move (../shared/spec/zitadel-eventstore.md §1.3). The mapping is the
@@ -27,28 +27,31 @@ export const EVENTS2_COLUMN_LIST: readonly { readonly name: string; readonly typ
 /** Every column except the payload is NOT NULL in the final table. */
 export const NULLABLE_COLUMNS: readonly string[] = ['payload'];
 
-/** The primary key columns of events2. */
-export const PK_COLUMNS = '(instance_id, aggregate_type, aggregate_id, "sequence")';
+/** The primary key columns of events2 (one definition, in schema.ts). */
+export const PK_COLUMNS = EVENTS2_PK_COLUMNS;
 
 /** One events2 row computed from a legacy row, in events2 column order. */
-export const MAPPED_COLUMNS = `
-  instance_id,
-  aggregate_type,
-  aggregate_id,
-  event_type,
-  event_sequence AS "sequence",
-  substr(aggregate_version, 2)::smallint AS revision,
-  creation_date AS created_at,
-  event_data AS payload,
-  editor_user AS creator,
-  resource_owner AS owner,
-  EXTRACT(EPOCH FROM creation_date) AS "position",
-  event_sequence::integer AS in_tx_order`;
+/** The old → new mapping, once: each events2 column (in table order) with its expression over a legacy row. */
+const MAPPING: readonly (readonly [column: string, expression: string])[] = [
+  ['instance_id', 'instance_id'],
+  ['aggregate_type', 'aggregate_type'],
+  ['aggregate_id', 'aggregate_id'],
+  ['event_type', 'event_type'],
+  ['"sequence"', 'event_sequence'],
+  ['revision', 'substr(aggregate_version, 2)::smallint'],
+  ['created_at', 'creation_date'],
+  ['payload', 'event_data'],
+  ['creator', 'editor_user'],
+  ['owner', 'resource_owner'],
+  ['"position"', 'EXTRACT(EPOCH FROM creation_date)'],
+  ['in_tx_order', 'event_sequence::integer'],
+];
+
+/** The mapping as a select list that yields events2's columns. */
+export const MAPPED_COLUMNS = MAPPING.map(([column, expression]) => (column === expression ? column : `${expression} AS ${column}`)).join(',\n  ');
 
 /** The same mapping as a row value, for hashing: its text equals the text of the stored events2 row. */
-export const MAPPED_ROW = `ROW(instance_id, aggregate_type, aggregate_id, event_type, event_sequence,
-  substr(aggregate_version, 2)::smallint, creation_date, event_data, editor_user, resource_owner,
-  EXTRACT(EPOCH FROM creation_date), event_sequence::integer)`;
+export const MAPPED_ROW = `ROW(${MAPPING.map(([, expression]) => expression).join(', ')})`;
 
 /**
  * True for a legacy row the mapping cannot take (revision not `v<smallint>`, sequence beyond INTEGER).
