@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
-import { foldBatch, writeBatch, type RowTransfer } from './batch.js';
+import { foldBatch, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
+import { mapEach, readAhead } from './pipeline.js';
 import { statesShape, type StatesShape } from './bookkeeping.js';
 import { ensureTables } from './ddl.js';
 import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
@@ -203,66 +204,59 @@ interface StreamPlan {
   readonly shape: StatesShape;
 }
 
+/**
+ * Runs one stream per instance group, side by side. Each stream is a pipeline of three stages with a
+ * queue of one between them: read (its own connection) → fold (in Node) → write (another connection),
+ * so PostgreSQL reads the next batch and writes the previous one while Node folds the current one. A
+ * failing stream stops the others after their current batch; its error is rethrown.
+ */
 async function prefillStreams(database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext, plan: StreamPlan): Promise<PrefillResult> {
-  const { states, backlog, total, batchSize, streams, result, shape } = plan;
-  const groups = splitInstances(backlog, streams);
+  const { result, total } = plan;
   const transfer: RowTransfer = { copy: true };
-  let stopped: unknown;
-  const stream = (group: readonly Backlog[]) => withPrefillSession(database, (reading) => withPrefillSession(database, async (writer) => {
-    const readers = chunkInstances(group, batchSize).map((chunk) => {
-      const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
-      return new StreamReader(reading, model, starts, options.endPoint, batchSize, chunk.reduce((n, b) => n + b.events, 0));
-    });
-    // The next batch of the current chunk, or of the next chunk when that one is done.
-    const next = async (): Promise<ProjectionEvent[] | null> => {
-      for (; readers.length; readers.shift()) {
-        const batch = await readers[0].next();
-        if (batch) return batch;
-      }
-      return null;
-    };
-    const offsets = new Map(group.map((b) => {
-      const state = states.get(b.instanceId);
-      return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
-    }));
-    let pending = next();
-    let writing: Promise<void> | undefined;
-    // Waits for the batch being written; stopping is checked between batches, after a commit.
-    const settle = async () => {
-      if (!writing) return;
-      const w = writing;
-      writing = undefined;
-      await w;
-      ctx.throwIfStopped();
-    };
+  const failed = new AbortController();
+  const outcomes = await Promise.allSettled(splitInstances(plan.backlog, plan.streams).map(async (group) => {
     try {
-      for (;;) {
-        const batch = await pending;
-        if (!batch || stopped !== undefined) break;
-        // PostgreSQL reads the next batch and writes the previous one while this one is folded.
-        pending = next();
-        pending.catch(() => {});
-        const folded = foldBatch(model, batch, offsets);
-        await settle();
-        if (stopped !== undefined) break;
-        writing = writeBatch(writer, model, folded, transfer, shape).then((outcome) => {
-          result.events += batch.length;
+      await withPrefillSession(database, (reading) => withPrefillSession(database, async (writer) => {
+        const folded = readAhead(mapEach(readAhead(readBatches(reading, model, group, options.endPoint, plan)), foldWith(model, group, plan.states)));
+        for await (const batch of folded) {
+          const outcome = await writeBatch(writer, model, batch, transfer, plan.shape);
+          result.events += batch.events.length;
           result.failedEvents += outcome.failed;
           result.batches++;
           if (outcome.replayed) result.replayedBatches++;
           ctx.progress({ phase: model.name, done: result.events, total, unit: 'events' });
-        });
-        writing.catch(() => {});
-      }
-      await settle();
-    } finally {
-      await Promise.allSettled([pending, writing]);
+          // Between batches, after a commit: a stop request, or another stream's failure.
+          ctx.throwIfStopped();
+          if (failed.signal.aborted) break;
+        }
+      }));
+    } catch (err) {
+      failed.abort(err);
+      throw err;
     }
-  }).catch((err) => {
-    stopped ??= err;
   }));
-  await Promise.all(groups.map(stream));
-  if (stopped !== undefined) throw stopped;
+  const failure = outcomes.find((o) => o.status === 'rejected');
+  if (failure) throw (failure as PromiseRejectedResult).reason;
   if (result.failedEvents > 0) ctx.log(`${model.name}: ${result.failedEvents} event(s) could not be applied; see projections.failed_events2`);
   return { ...result, atHead: false };
+}
+
+/** The read stage: a group's batches, its instances in chunks (see chunkInstances), chunk after chunk. */
+async function* readBatches(
+  reading: pg.ClientBase, model: ProjectionModel, group: readonly Backlog[], endPoint: string, plan: StreamPlan,
+): AsyncGenerator<ProjectionEvent[]> {
+  for (const chunk of chunkInstances(group, plan.batchSize)) {
+    const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: plan.states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
+    const reader = new StreamReader(reading, model, starts, endPoint, plan.batchSize, chunk.reduce((n, b) => n + b.events, 0));
+    for (let batch = await reader.next(); batch; batch = await reader.next()) yield batch;
+  }
+}
+
+/** The fold stage of a group: each instance's filter offset carries on from its recorded state. */
+function foldWith(model: ProjectionModel, group: readonly Backlog[], states: ReadonlyMap<string, CurrentState>): (batch: ProjectionEvent[]) => FoldedBatch {
+  const offsets = new Map(group.map((b) => {
+    const state = states.get(b.instanceId);
+    return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
+  }));
+  return (batch) => foldBatch(model, batch, offsets);
 }
