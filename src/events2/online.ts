@@ -11,6 +11,7 @@ import { CUT_OVER_LOCK_TIMEOUT_MS, cutOver, DRAIN_TARGET, type CutOverRecord } f
 import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
 import { blockRange, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { phaseTimer } from './timing.js';
 import { describeMismatches, verifyWithDigests, type InstanceMismatch } from './verify.js';
 
 /** How the online move ends: with the cut-over, or (`--prepare`) caught up with the capture left on. */
@@ -30,15 +31,7 @@ const CAPTURE_ATTEMPTS = 40;
  * Resumes from `checkpoint` at any stage.
  */
 export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Events2Checkpoint | null, end: OnlineEnd): Promise<StepSummary> {
-  const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const started = Date.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = (timings[name] ?? 0) + Date.now() - started;
-    }
-  };
+  const { timings, timed } = phaseTimer();
   let cp: Events2Checkpoint = start ?? { mode: 'online', stage: 'copy', total: await timed('captureMs', () => startCapture(ctx)) };
   const total = cp.total;
   if (cp.stage === 'copy') {

@@ -5,6 +5,7 @@ import { EVENTS2_PRIMARY_KEY } from '../schema.js';
 import { buildEvents2 } from './build.js';
 import { copyChunks, cutOff, finishCopy } from './copy.js';
 import { runOnline } from './online.js';
+import { phaseTimer } from './timing.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
 import { createEvents2Table, createIndex, DIGESTS_TABLE, EVENTS2_INDEX_SPECS } from './sql.js';
 import { describeMismatches, verifyEvents2, verifyWithDigests } from './verify.js';
@@ -61,15 +62,7 @@ async function createFresh(ctx: RunContext<Events2Checkpoint>): Promise<void> {
 
 /** The move itself: cut-off (unless resuming), chunked copy, build, verify. */
 async function move(ctx: RunContext<Events2Checkpoint>, situation: Situation): Promise<StepSummary> {
-  const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const started = Date.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = (timings[name] ?? 0) + Date.now() - started;
-    }
-  };
+  const { timings, timed } = phaseTimer();
   let stage: Events2Checkpoint['stage'] = 'copy';
   let total: number;
   if (situation.kind === 'resume') {
