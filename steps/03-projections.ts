@@ -1,6 +1,6 @@
 import type { Database } from '../src/db/connection.js';
 import { queryableOf } from '../src/db/queryable.js';
-import { bookkeepingComplete } from '../src/projections/bookkeeping.js';
+import { completeBookkeeping } from '../src/projections/bookkeeping.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
 import { ensureTables, existingTables, type EnsuredTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
@@ -74,7 +74,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
           const db = onTx(tx);
           const bound = await captureEndPoint(db, 0);
           const events = (await projectionBacklog(db, model, bound.position)).events;
-          const incomplete = !(await bookkeepingComplete(db)) || (await existingTables(db, model)).length < model.tables.length;
+          const incomplete = (await completeBookkeeping(db)) === null || (await existingTables(db, model)).length < model.tables.length;
           return Math.max(events, incomplete ? 1 : 0);
         },
       },

@@ -70,7 +70,7 @@ async function readCatalog(db: Queryable): Promise<Catalog> {
  */
 function refuseShape(table: string, columns: readonly string[], required: readonly string[], needed: readonly string[], known: readonly string[]): void {
   const missing = needed.filter((c) => !columns.includes(c));
-  const foreign = required.filter((c) => !known.includes(c) && !['projection_name', 'instance_id', 'aggregate_type', 'aggregate_id', 'event_creation_date', 'failed_sequence'].includes(c));
+  const foreign = required.filter((c) => !known.includes(c));
   if (missing.length === 0 && foreign.length === 0) return;
   const found = [
     missing.length ? `lacks column(s) ${missing.join(', ')}` : '',
@@ -89,14 +89,16 @@ export async function statesShape(db: Queryable): Promise<StatesShape> {
 }
 
 /**
- * True when the bookkeeping is complete and recorded: both tables, `filter_offset`, and steps 15 and
- * 17 done. Then {@link ensureBookkeeping} has nothing to do and needs no DDL lock.
+ * The shape of `current_states` when the bookkeeping is complete and recorded (both tables,
+ * `filter_offset`, steps 15 and 17 done), else null. Complete, {@link ensureBookkeeping} has nothing to
+ * do and needs no DDL lock.
  */
-export async function bookkeepingComplete(db: Queryable): Promise<boolean> {
+export async function completeBookkeeping(db: Queryable): Promise<StatesShape | null> {
   const c = await readCatalog(db);
-  if (!c.states || !c.failures || !c.filterOffset) return false;
+  if (!c.states || !c.failures || !c.filterOffset) return null;
   const recorded = await readMigrations(db);
-  return recorded.get(RECORDED_BY.currentStates)?.state === 'done' && recorded.get(RECORDED_BY.filterOffset)?.state === 'done';
+  const done = recorded.get(RECORDED_BY.currentStates)?.state === 'done' && recorded.get(RECORDED_BY.filterOffset)?.state === 'done';
+  return done ? { inTxOrder: c.inTxOrder, filterOffset: true } : null;
 }
 
 /**

@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { RefusedError } from '../errors.js';
 import { inTransaction } from './batch.js';
-import { bookkeepingComplete, ensureBookkeeping, statesShape, type StatesShape } from './bookkeeping.js';
+import { completeBookkeeping, ensureBookkeeping, type StatesShape } from './bookkeeping.js';
 import type { Queryable } from './events.js';
 import type { ProjectionModel, TableModel } from './model.js';
 import type { ColumnValue } from './types.js';
-import { readMigrations } from '../zitadel/migrations.js';
+import { readMigrations, type RecordedMigration } from '../zitadel/migrations.js';
 import { q, qt } from './write.js';
 
 function literal(v: ColumnValue): string {
@@ -98,8 +98,7 @@ CREATE INDEX IF NOT EXISTS users14_notifications_email_search ON projections.use
 ];
 
 /** The DDL of the tables to create, each followed by the additions of the later steps already recorded. */
-async function creationDdl(client: Queryable, tables: readonly TableModel[]): Promise<string> {
-  const recorded = await readMigrations(client);
+function creationDdl(tables: readonly TableModel[], recorded: ReadonlyMap<string, RecordedMigration>): string {
   return tables.map((t) => [
     tableDdl(t),
     ...RECORDED_ADDITIONS.filter((a) => a.table === t.name && recorded.get(a.step)?.state === 'done').map((a) => a.ddl),
@@ -118,26 +117,30 @@ export interface EnsuredTables {
  * returns the shape of `current_states`. The catalog is read first, so when everything exists and is
  * recorded no DDL lock is taken; otherwise everything missing is created in one transaction. A
  * projection that had only some of its tables (say apps7 without its config tables, as an older
- * zsetup left it, or a legacy handler state whose table is gone) is prefilled again from the start: its rows, positions and failures are removed in
- * that same transaction, since ZITADEL continues from the recorded position and would leave the new
- * tables empty for good. A table that lacks a column the definition writes is refused before anything
+ * zsetup left it, or a legacy handler state whose table is gone) is prefilled again from the start:
+ * its rows, positions and failures are removed in that same transaction, since ZITADEL continues from
+ * the recorded position and would leave the new tables empty for good. A table that lacks a column the definition writes is refused before anything
  * is written.
  */
 export async function ensureTables(client: pg.ClientBase, ...models: ProjectionModel[]): Promise<EnsuredTables> {
   const relations = models.flatMap((m) => m.tables.flatMap(relationsOf));
   const catalog = await readCatalog(client, relations);
   refuseLackingColumns(models, catalog);
-  if (relations.every((n) => catalog.get(n)?.present) && (await bookkeepingComplete(client))) return { shape: await statesShape(client), rebuilt: [] };
+  if (relations.every((n) => catalog.get(n)?.present)) {
+    const shape = await completeBookkeeping(client);
+    if (shape) return { shape, rebuilt: [] };
+  }
   return createSerialized(client, async () => {
     const shape = await ensureBookkeeping(client);
     const rebuilt: string[] = [];
     // Read again under the lock: another session may have created some of them meanwhile.
     const now = await readCatalog(client, relations);
+    const recorded = await readMigrations(client);
     for (const m of models) {
       const missing = m.tables.filter((t) => relationsOf(t).some((n) => !now.get(n)?.present));
       if (missing.length === 0) continue;
       if (m.tables.some((t) => !now.get(t.name)?.present) && (await resetProjection(client, m, now))) rebuilt.push(m.name);
-      await client.query(await creationDdl(client, missing));
+      await client.query(creationDdl(missing, recorded));
     }
     return { shape, rebuilt };
   });
@@ -157,8 +160,8 @@ async function resetProjection(client: Queryable, m: ProjectionModel, catalog: R
 
 /**
  * Runs `fn` (the DDL) in one transaction, taken only once this session holds an advisory lock:
- * projections prefilled side by side share the bookkeeping tables and schema, and two sessions creating the same one at once collide in the catalog instead of one of them skipping it. The
- * lock is taken before the transaction begins so that its statements see what the previous holder
+ * projections prefilled side by side share the bookkeeping tables and schema, and two sessions
+ * creating the same one at once collide in the catalog instead of one of them skipping it. The lock is taken before the transaction begins so that its statements see what the previous holder
  * committed (a lock taken inside it could leave a stale catalog snapshot).
  */
 async function createSerialized<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {

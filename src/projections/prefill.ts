@@ -19,8 +19,6 @@ export interface PrefillOptions {
   readonly concurrency: number;
   /** Events read, folded and written per transaction. Default is 20,000. */
   readonly batchSize?: number;
-  /** The backlog up to `endPoint`, when the caller has just read it (under the runner lock). */
-  readonly backlog?: ProjectionBacklog;
 }
 
 /** How the prefill reports and is stopped; a step's RunContext fits. */
@@ -175,10 +173,8 @@ export async function prefillProjection(
   ctx: PrefillContext,
 ): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
-  const { shape, rebuilt } = await withPrefillSession(database, (client) => ensureTables(client, model));
-  // A backlog counted before a rebuild counted from positions that no longer exist.
-  const known = rebuilt.length ? undefined : options.backlog;
-  const { states, backlog, events: total } = known ?? await projectionBacklog(database.pool, model, options.endPoint);
+  const { shape } = await withPrefillSession(database, (client) => ensureTables(client, model));
+  const { states, backlog, events: total } = await projectionBacklog(database.pool, model, options.endPoint);
   const result: PrefillCounts = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
   if (total === 0) return { ...result, atHead: true };
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });

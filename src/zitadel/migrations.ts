@@ -83,9 +83,11 @@ const PUSH_LOCK = `hashtext('zsetup'), hashtext('system.migration')`;
  */
 export async function recordMigrations(db: Queryable, records: readonly MigrationRecord[]): Promise<string[]> {
   if (records.length === 0) return [];
-  const events2 = await db.query<{ t: boolean }>(`SELECT to_regclass('eventstore.events2') IS NOT NULL AS t`);
+  const tables = await db.query<{ events2: boolean; constraints: boolean }>(
+    `SELECT to_regclass('eventstore.events2') IS NOT NULL AS events2, to_regclass('eventstore.unique_constraints') IS NOT NULL AS constraints`,
+  );
   // Without events2 there is no event store to record in (and nothing ZITADEL would read).
-  if (!events2.rows[0].t) return [];
+  if (!tables.rows[0].events2) return [];
   await db.query(`SELECT pg_advisory_xact_lock(${PUSH_LOCK})`);
   const recorded = await readMigrations(db);
   const pushes: { type: string; name: string }[] = [];
@@ -109,8 +111,7 @@ export async function recordMigrations(db: Queryable, records: readonly Migratio
     [SYSTEM_AGGREGATE.instanceId, SYSTEM_AGGREGATE.type, SYSTEM_AGGREGATE.id, pushes.map((p) => p.type), pushes.map((p) => p.name)],
   );
   // A database that ZITADEL's init did not make may lack the table; the events are the record that counts.
-  const constraints = await db.query<{ t: boolean }>(`SELECT to_regclass('eventstore.unique_constraints') IS NOT NULL AS t`);
-  if (constraints.rows[0].t) {
+  if (tables.rows[0].constraints) {
     await db.query(
       `INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field)
        SELECT '', CASE WHEN p.type = $1 THEN 'migration_started' ELSE 'migration_done' END, lower(p.name)
@@ -119,5 +120,5 @@ export async function recordMigrations(db: Queryable, records: readonly Migratio
       [MIGRATION_EVENTS.started, pushes.map((p) => p.type), pushes.map((p) => p.name)],
     );
   }
-  return [...new Set(pushes.filter((p) => p.type === MIGRATION_EVENTS.done).map((p) => p.name))];
+  return pushes.filter((p) => p.type === MIGRATION_EVENTS.done).map((p) => p.name);
 }
