@@ -1,136 +1,241 @@
 /**
- * Benchmark of the events2 step on three identical copies of one seeded legacy database:
+ * Benchmark of the events2 step, per dataset shape, on identical copies of one seeded legacy database:
  *   - the reference system's approach (rename, one CREATE TABLE … AS SELECT, primary key, NOT NULLs,
- *     three indexes) with the legacy writer trying to insert all the while;
- *   - `zsetup migrate --offline` alone: its time against the reference's (the ratio);
- *   - `zsetup migrate` online with the writer at `--rate` events/s: the writer's latency without capture
- *     (baseline), `--prepare` (capture, copy, indexes, catch-up), the capture's cost while nothing else
- *     runs, then the cut-over.
- * Prints times, the ratio, zsetup's peak RSS, and for the downtime: the longest time an insert was blocked
- * or failing before the switch (both), the cut-over's lock hold time and attempts, the writer's p50 / p99
- * latency per phase against its baseline, and whether every committed event arrived exactly once.
+ *     three indexes), alone;
+ *   - `zsetup migrate --offline --only events2` as a user runs it: a separate, cold `node bin/zsetup.js`
+ *     process, timed from spawn to exit, its peak RSS from `/usr/bin/time -f %M`; the ratio against the
+ *     reference, whose rows and catalog must come out identical;
+ *   - on the `default` shape (unless `--no-online`): the reference again with the legacy writer trying to
+ *     insert all the while (its downtime), and `zsetup migrate` online with the writer at `--rate`
+ *     events/s: the writer's latency without capture (baseline), `--prepare` (capture, copy, indexes,
+ *     catch-up), the capture's cost while nothing else runs, then the cut-over.
+ * Prints per shape the times, the ratio and its target, then a table of all shapes; for the downtime: the
+ * longest time an insert was blocked or failing before the switch (both), the cut-over's lock hold time
+ * and attempts, the writer's p50 / p99 latency per phase against its baseline, and whether every committed
+ * event arrived exactly once.
  *
- *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--events 2000000] [--instances 20] [--concurrency 2]
- *     [--rate 1000] [--keep-source NAME]
+ *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--shapes default,issue,large-payloads,one-instance]
+ *     [--events 2000000] [--rounds 1] [--concurrency 2] [--rate 1000] [--no-online] [--keep-source PREFIX]
  *   … dist/bench/events2.js --capture-probe   # only: the capture trigger's cost per insert, statement vs row level
  *
+ * `--keep-source PREFIX` keeps each shape's seeded source as `PREFIX_<shape>` and reuses it when it exists.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { openDatabase, type Database } from '../src/db/connection.js';
 import { captureTablesDdl, captureTriggersDdl } from '../src/events2/capture.js';
 import { MAPPED_COLUMNS } from '../src/events2/sql.js';
 import { migrate } from '../src/migrate.js';
-import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_INDEXES, LEGACY_EVENTS_TABLE } from '../src/schema.js';
+import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_TABLE } from '../src/schema.js';
+import { seedLegacy, type SeedOptions } from '../src/seed/index.js';
 import type { RunEvent } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
 import { keysSql, LegacyWriter, type WriteRecord } from '../test/support/legacy-writer.js';
 import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
 
+/** A dataset shape: `zsetup seed` options (the event count comes from `--events`). */
+interface Shape {
+  readonly name: string;
+  readonly description: string;
+  readonly seed: Omit<SeedOptions, 'events' | 'seed'>;
+  /** Ratio zsetup / reference the shape must stay at or under. */
+  readonly target: number;
+}
+
+/** The shapes `--shapes` chooses from. */
+const SHAPES: readonly Shape[] = [
+  { name: 'default', description: 'zsetup seed defaults, 20 instances', seed: { instances: 20 }, target: 0.8 },
+  {
+    name: 'issue', description: '24 instances, ~10,000 aggregates, 200-byte payloads, 8 events per transaction (issue 16)',
+    seed: { instances: 24, aggregates: 10_000, payloadBytes: 200, eventsPerTx: 8 }, target: 1.0,
+  },
+  { name: 'large-payloads', description: '20 instances, 4,000-byte payloads', seed: { instances: 20, payloadBytes: 4_000 }, target: 1.0 },
+  { name: 'one-instance', description: '1 instance', seed: { instances: 1 }, target: 1.0 },
+  { name: 'few-aggregates', description: '20 instances, ~2,000 aggregates', seed: { instances: 20, aggregates: 2_000 }, target: 1.0 },
+];
+
 interface BenchOptions {
   readonly events: number;
-  readonly instances: number;
   readonly concurrency: number;
   /** Events per second the legacy writer inserts during the reference's and the online move. */
   readonly rate: number;
-  /** Name of a seeded source database to keep (and reuse when it exists) across runs. */
+  /** Interleaved reference / zsetup runs per shape; the median is reported. */
+  readonly rounds: number;
+  readonly online: boolean;
+  /** Prefix of the seeded source databases to keep (and reuse when they exist) across runs. */
   readonly keepSource?: string;
+}
+
+/** One shape's result. */
+interface ShapeResult {
+  readonly shape: Shape;
+  readonly referenceMs: number[];
+  readonly zsetupMs: number[];
+  readonly peakRssKb: number;
+  readonly identical: boolean;
+  readonly summary: Record<string, unknown>;
 }
 
 /** Runs the benchmark; `argv` are the flags only. */
 export async function benchEvents2(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: {
+    shapes: { type: 'string', default: 'default' },
     events: { type: 'string', default: '2000000' },
-    instances: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
     rate: { type: 'string', default: '1000' },
+    'no-online': { type: 'boolean' },
     'keep-source': { type: 'string' },
     'capture-probe': { type: 'boolean' },
-  }, strict: false });
+    instances: { type: 'string' },
+  }, strict: true });
   if (values['capture-probe']) return captureProbe();
-  const keepSource = typeof values['keep-source'] === 'string' ? values['keep-source'] : undefined;
+  const keepSource = values['keep-source'];
   if (keepSource !== undefined && !/^[a-z_][a-z0-9_]*$/.test(keepSource)) throw new Error(`--keep-source: not a plain database name: ${keepSource}`);
-  const options: BenchOptions = { events: Number(values.events), instances: Number(values.instances), concurrency: Number(values.concurrency), rate: Number(values.rate), keepSource };
+  const shapes = values.shapes!.split(',').map((name) => {
+    const shape = SHAPES.find((s) => s.name === name.trim());
+    if (!shape) throw new Error(`--shapes: unknown shape ${name}; known: ${SHAPES.map((s) => s.name).join(', ')}`);
+    // --instances (the benchmark's earlier flag) still sets the default shape's instances.
+    return shape.name === 'default' && values.instances ? { ...shape, seed: { instances: Number(values.instances) } } : shape;
+  });
+  const options: BenchOptions = {
+    events: Number(values.events), concurrency: Number(values.concurrency), rate: Number(values.rate),
+    rounds: Math.max(1, Number(values.rounds)), online: !values['no-online'], keepSource,
+  };
   const server = await benchServer();
-  const names = { src: keepSource ?? dbName('zbench', 'src'), ref: dbName('zbench', 'ref'), zs: dbName('zbench', 'zs'), on: dbName('zbench', 'on') };
   try {
-    const admin = (sqlText: string) => query(server.url, sqlText);
-    const version = (await admin(`SELECT current_setting('server_version') AS v`))[0].v;
-    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, ${options.instances} instances, concurrency ${options.concurrency}, writer ${options.rate} events/s; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-    let t = Date.now();
-    const reuse = keepSource !== undefined && (await admin(`SELECT 1 FROM pg_database WHERE datname = '${keepSource}'`)).length > 0;
-    if (reuse) {
-      log(`reusing the seeded source database ${keepSource} (--keep-source)`);
-    } else {
-      await admin(`CREATE DATABASE ${names.src}`);
-      await seed(urlFor(server.url, names.src), options);
-      log(`seeded in ${seconds(Date.now() - t)}`);
+    const version = (await query(server.url, `SELECT current_setting('server_version') AS v`))[0].v;
+    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, shapes ${shapes.map((s) => s.name).join(', ')}, ${options.rounds} round(s), concurrency ${options.concurrency}; ${uptime()}`);
+    const results: ShapeResult[] = [];
+    let failed = false;
+    for (const shape of shapes) {
+      const r = await benchShape(server.url, shape, options);
+      results.push(r.result);
+      failed ||= !r.ok;
     }
-    await admin(`CREATE DATABASE ${names.ref} TEMPLATE ${names.src}`);
-    await admin(`CREATE DATABASE ${names.zs} TEMPLATE ${names.src}`);
-    await admin(`CREATE DATABASE ${names.on} TEMPLATE ${names.src}`);
-    if (!keepSource) await admin(`DROP DATABASE ${names.src}`);
-    await admin('CHECKPOINT');
-    // The writer starts with the reference's rename, so all its inserts fail and the copy's rows stay
-    // those of the source (the comparison below needs that); its downtime is the whole run.
-    const refWriter = await LegacyWriter.start({ url: urlFor(server.url, names.ref), ...writerShape(options.rate) });
-    t = Date.now();
-    await reference(urlFor(server.url, names.ref));
-    const referenceMs = Date.now() - t;
-    const refSwitch = Date.now();
-    await sleep(1000);
-    const refRecords = await refWriter.stop();
-    log(`reference: ${seconds(referenceMs)}; longest insert blocked or failing before the switch: ${seconds(longestOutage(refRecords, t, refSwitch))}`);
-    await admin('CHECKPOINT');
-    const { ms: zsetupMs, peakRss, summary } = await zsetup(urlFor(server.url, names.zs), options.concurrency);
-    log(`zsetup --offline: ${seconds(zsetupMs)} (${timings(summary)})`);
-    const same = await compare(urlFor(server.url, names.ref), urlFor(server.url, names.zs));
-    log(`results identical: rows ${same.rows ? 'yes' : 'NO'}, constraints and indexes ${same.catalog ? 'yes' : 'NO'}`);
-    log(`ratio zsetup --offline/reference: ${(zsetupMs / referenceMs).toFixed(2)} (target ≤ 0.60)`);
-    log(`zsetup peak RSS during the run: ${(peakRss / 1024 / 1024).toFixed(0)} MB`);
-    await admin('CHECKPOINT');
-    const online = await onlineMove(urlFor(server.url, names.on), options);
-    report(online, { referenceMs, referenceOutageMs: longestOutage(refRecords, t, refSwitch), offlineMs: zsetupMs });
-    if (!same.rows || !same.catalog || !online.exact) process.exitCode = 1;
+    finalTable(results);
+    if (failed) process.exitCode = 1;
   } finally {
-    for (const name of [names.ref, names.zs, names.on, ...(keepSource ? [] : [names.src])]) await query(server.url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
     await server.stop();
   }
 }
 
-/** The seed generator when present (src/seed), else a plain SQL generator of the legacy table. */
-async function seed(url: string, options: BenchOptions): Promise<void> {
-  const seedModule = new URL('../src/seed/index.js', import.meta.url);
-  if (fs.existsSync(seedModule)) {
-    const { seedLegacy } = await import(seedModule.href);
-    const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: options.concurrency + 2 });
-    try {
-      await seedLegacy(database, { events: options.events, instances: options.instances, seed: 1 });
-    } finally {
-      await database.close();
+/** Seeds (or reuses) the shape's source, then the interleaved rounds, then (default shape) the online move. */
+async function benchShape(serverUrl: string, shape: Shape, options: BenchOptions): Promise<{ result: ShapeResult; ok: boolean }> {
+  const admin = (sqlText: string) => query(serverUrl, sqlText);
+  const src = options.keepSource ? `${options.keepSource}_${shape.name.replace(/-/g, '_')}` : dbName('zbench', 'src');
+  const scratch: string[] = [];
+  const copy = async (kind: string) => {
+    const name = dbName('zbench', kind);
+    scratch.push(name);
+    await admin(`CREATE DATABASE ${name} TEMPLATE ${src}`);
+    return urlFor(serverUrl, name);
+  };
+  log(`\n== shape ${shape.name}: ${shape.description}`);
+  try {
+    const t = Date.now();
+    const reuse = options.keepSource !== undefined && (await admin(`SELECT 1 FROM pg_database WHERE datname = '${src}'`)).length > 0;
+    if (reuse) {
+      log(`reusing the seeded source database ${src} (--keep-source)`);
+    } else {
+      await admin(`CREATE DATABASE ${src}`);
+      if (!options.keepSource) scratch.push(src);
+      await seed(urlFor(serverUrl, src), shape, options);
+      log(`seeded in ${seconds(Date.now() - t)}; ${uptime()}`);
     }
-    return;
+    const size = (await query(urlFor(serverUrl, src), `SELECT pg_size_pretty(pg_total_relation_size('eventstore.events')) AS s`))[0].s;
+    log(`source eventstore.events: ${size} with indexes and TOAST`);
+    const referenceMs: number[] = [];
+    const zsetupMs: number[] = [];
+    let peakRssKb = 0;
+    let identical = true;
+    let summary: Record<string, unknown> = {};
+    for (let round = 1; round <= options.rounds; round++) {
+      const ref = await copy('ref');
+      const zs = await copy('zs');
+      await admin('CHECKPOINT');
+      let t0 = Date.now();
+      await reference(ref);
+      referenceMs.push(Date.now() - t0);
+      log(`round ${round}: reference ${seconds(referenceMs.at(-1)!)}; ${uptime()}`);
+      await admin('CHECKPOINT');
+      t0 = Date.now();
+      const cold = await zsetupCold(zs, options.concurrency);
+      zsetupMs.push(cold.ms);
+      peakRssKb = Math.max(peakRssKb, cold.peakRssKb);
+      summary = cold.summary;
+      log(`round ${round}: zsetup --offline (cold process) ${seconds(cold.ms)} (${timings(cold.summary)}); peak RSS ${(cold.peakRssKb / 1024).toFixed(0)} MB; ${uptime()}`);
+      if (cold.strategy) log(`  strategy: ${cold.strategy}`);
+      const same = await compare(ref, zs);
+      log(`round ${round}: results identical: rows ${same.rows ? 'yes' : 'NO'}, constraints and indexes ${same.catalog ? 'yes' : 'NO'}`);
+      identical &&= same.rows && same.catalog;
+      for (const name of scratch.splice(-2)) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
+    const ratio = median(zsetupMs) / median(referenceMs);
+    log(`shape ${shape.name}: reference ${seconds(median(referenceMs))}, zsetup ${seconds(median(zsetupMs))}, ratio zsetup/reference ${ratio.toFixed(2)} (target ≤ ${shape.target.toFixed(2)}: ${ratio <= shape.target ? 'met' : 'NOT MET'})`);
+    let ok = identical;
+    if (options.online && shape.name === 'default') ok = (await onlinePart(serverUrl, copy, options, median(zsetupMs))) && ok;
+    return { result: { shape, referenceMs, zsetupMs, peakRssKb, identical, summary }, ok };
+  } finally {
+    for (const name of scratch) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
   }
-  log('src/seed/index.js not built: seeding with the benchmark\'s plain generator');
-  const perInstance = Math.ceil(options.events / options.instances);
-  await query(url, `${LEGACY_EVENTS_TABLE}
-    INSERT INTO eventstore.events (event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence,
-      previous_aggregate_sequence, creation_date, event_data, editor_user, editor_service, resource_owner, instance_id)
-    SELECT (ARRAY['user.human.added', 'user.human.password.changed', 'session.added', 'session.user.checked', 'oidc_session.added', 'project.application.added'])[1 + g % 6],
-           (ARRAY['user', 'user', 'session', 'session', 'oidc_session', 'project'])[1 + g % 6],
-           (i * 1000000 + g / 7)::text, 'v' || (1 + g % 2), g, NULLIF(g - 1, 0),
-           timestamptz '2023-06-01 00:00:00+00' + g * interval '137 milliseconds' + (g % 3) * interval '1 microsecond',
-           CASE WHEN g % 10 = 0 THEN NULL ELSE jsonb_build_object('userName', 'user' || g || '@example.com', 'firstName', 'First' || (g % 97),
-             'lastName', 'Last' || (g % 89), 'userAgentID', md5(g::text), 'preferredLanguage', 'en') END,
-           'user-' || (g % 500), 'zitadel', 'org-' || i || '-' || (g % 3), 'instance-' || i
-    FROM generate_series(1, ${options.instances}) i, generate_series(1, ${perInstance}) g
-    WHERE (i - 1) * ${perInstance} + g <= ${options.events};
-    ${LEGACY_EVENTS_INDEXES}`);
-  await query(url, 'VACUUM ANALYZE eventstore.events');
+}
+
+/** The reference with the writer on (its downtime), then zsetup's online move with the writer on. */
+async function onlinePart(serverUrl: string, copy: (kind: string) => Promise<string>, options: BenchOptions, offlineMs: number): Promise<boolean> {
+  const ref = await copy('refw');
+  const on = await copy('on');
+  await query(serverUrl, 'CHECKPOINT');
+  // The writer starts with the reference's rename, so all its inserts fail; its downtime is the whole run.
+  const refWriter = await LegacyWriter.start({ url: ref, ...writerShape(options.rate) });
+  const t = Date.now();
+  await reference(ref);
+  const referenceMs = Date.now() - t;
+  const refSwitch = Date.now();
+  await sleep(1000);
+  const refRecords = await refWriter.stop();
+  const referenceOutageMs = longestOutage(refRecords, t, refSwitch);
+  log(`reference with the writer on: ${seconds(referenceMs)}; longest insert blocked or failing before the switch: ${seconds(referenceOutageMs)}`);
+  await query(serverUrl, 'CHECKPOINT');
+  const online = await onlineMove(on, options);
+  report(online, { referenceMs, referenceOutageMs, offlineMs });
+  return online.exact;
+}
+
+function finalTable(results: readonly ShapeResult[]): void {
+  log('\n| Shape | Reference | zsetup (cold process) | Ratio | Target | Identical | Peak RSS |');
+  log('|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const ratio = median(r.zsetupMs) / median(r.referenceMs);
+    const spread = (v: number[]) => (v.length > 1 ? ` (${seconds(Math.min(...v))}–${seconds(Math.max(...v))})` : '');
+    log(`| ${r.shape.name} | ${seconds(median(r.referenceMs))}${spread(r.referenceMs)} | ${seconds(median(r.zsetupMs))}${spread(r.zsetupMs)} (${timings(r.summary)}) | ${ratio.toFixed(2)} | ≤ ${r.shape.target.toFixed(2)} ${ratio <= r.shape.target ? 'met' : 'NOT MET'} | ${r.identical ? 'yes' : 'NO'} | ${(r.peakRssKb / 1024).toFixed(0)} MB |`);
+  }
+  log(uptime());
+}
+
+function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+function uptime(): string {
+  return `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+}
+
+/** Seeds the shape with `zsetup seed`'s generator (seed 1). */
+async function seed(url: string, shape: Shape, options: BenchOptions): Promise<void> {
+  const database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 0, maxConnections: options.concurrency + 2 });
+  try {
+    await seedLegacy(database, { ...shape.seed, events: options.events, seed: 1 });
+  } finally {
+    await database.close();
+  }
 }
 
 /** What the reference system's setup step does, statement by statement, with server defaults. */
@@ -143,21 +248,30 @@ async function reference(url: string): Promise<void> {
   for (const [name, columns] of Object.entries(EVENTS2_INDEXES)) await query(url, `CREATE INDEX IF NOT EXISTS ${name} ON eventstore.events2 ${columns}`);
 }
 
-async function zsetup(url: string, concurrency: number): Promise<{ ms: number; peakRss: number; summary: Record<string, unknown> }> {
-  const database: Database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: concurrency + 4 });
-  let peakRss = process.memoryUsage.rss();
-  const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 100);
-  try {
-    const started = Date.now();
-    const result = await migrate(database, { steps: [events2StepFor('offline')], lockWaitMs: 10_000, stepOptions: { concurrency, exact: false }, version: 'bench' });
-    const ms = Date.now() - started;
-    const step = result.steps[0];
-    if (step.status !== 'succeeded') throw new Error(`zsetup failed: ${JSON.stringify(step.error)}`);
-    return { ms, peakRss: Math.max(peakRss, process.memoryUsage.rss()), summary: step.summary ?? {} };
-  } finally {
-    clearInterval(sampler);
-    await database.close();
-  }
+const BIN = fileURLToPath(new URL('../../bin/zsetup.js', import.meta.url));
+
+/**
+ * `zsetup migrate --offline --only events2 --json` as its own process, timed from spawn to exit; peak
+ * RSS is the process's maximum resident set as `/usr/bin/time -f %M` reports it (kB).
+ */
+async function zsetupCold(url: string, concurrency: number): Promise<{ ms: number; peakRssKb: number; summary: Record<string, unknown>; strategy?: string }> {
+  const rssFile = path.join(os.tmpdir(), `zbench-rss-${process.pid}-${Date.now()}`);
+  const args = ['-o', rssFile, '-f', '%M', process.execPath, BIN, 'migrate', '--offline', '--only', 'events2', '--database', url, '--json', '--concurrency', String(concurrency), '--lock-wait', '10s'];
+  const started = performance.now();
+  const child = spawn('/usr/bin/time', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const ms = performance.now() - started;
+  const peakRssKb = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').at(-1));
+  fs.rmSync(rssFile, { force: true });
+  if (code !== 0) throw new Error(`zsetup exited ${code}:\n${stdout}\n${stderr}`);
+  const step = JSON.parse(stdout).steps?.find((s: { id: string }) => s.id === 'events2');
+  if (step?.status !== 'succeeded') throw new Error(`zsetup's events2 step did not succeed: ${stdout}`);
+  const strategy = /events2 indexes: (.*)$/m.exec(stderr)?.[1];
+  return { ms, peakRssKb, summary: step.summary ?? {}, strategy };
 }
 
 /** Same rows (count and a hash over every row) and the same constraint, index and column definitions. */

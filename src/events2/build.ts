@@ -2,12 +2,8 @@ import { sql } from 'kysely';
 import type { Tx } from '../db/connection.js';
 import type { RunContext } from '../step.js';
 import { events2Indexes, events2Shape, matches } from './catalog.js';
-import { createIndex, EVENTS2_INDEX_SPECS, quoteIdent, type IndexSpec } from './sql.js';
-
-/** Memory per index build. Sorting in memory is what makes the builds fast. */
-export const INDEX_BUILD_MEMORY = '1GB';
-/** Index builds running at the same time, each on its own connection. */
-const INDEX_BUILDS_AT_ONCE = 4;
+import { createIndex, EVENTS2_INDEX_SPECS, EVENTS2_TABLE, quoteIdent, type IndexSpec } from './sql.js';
+import { strategyFor, type MoveStrategy } from './strategy.js';
 
 /**
  * Brings a filled events2 to its final shape, each piece guarded by the catalog so a rerun after a
@@ -16,8 +12,9 @@ const INDEX_BUILDS_AT_ONCE = 4;
  * to its index, then ANALYZE. Returns the names of the indexes it built.
  */
 export async function buildEvents2(ctx: RunContext<any>): Promise<string[]> {
-  await fixColumns(ctx);
-  const built = await buildIndexes(ctx);
+  const strategy = await strategyFor(ctx.db, EVENTS2_TABLE, ctx.options.concurrency);
+  await fixColumns(ctx, strategy);
+  const built = await buildIndexes(ctx, strategy);
   await attachPrimaryKey(ctx);
   ctx.throwIfStopped();
   ctx.progress({ phase: 'analyze', done: 0, total: 1, unit: 'tables' });
@@ -34,7 +31,7 @@ export async function buildEvents2(ctx: RunContext<any>): Promise<string[]> {
 }
 
 /** Only a table made by another tool can need this (the reference's released copy made in_tx_order BIGINT). */
-async function fixColumns(ctx: RunContext<any>): Promise<void> {
+async function fixColumns(ctx: RunContext<any>, strategy: MoveStrategy): Promise<void> {
   const shape = await events2Shape(ctx.db);
   const alters: string[] = [];
   if (shape.wrongColumns.some((c) => c.startsWith('in_tx_order: bigint'))) alters.push('ALTER COLUMN in_tx_order TYPE integer');
@@ -43,12 +40,12 @@ async function fixColumns(ctx: RunContext<any>): Promise<void> {
   ctx.progress({ phase: 'constraints', done: 0, total: 1, unit: 'tables' });
   ctx.log(`events2: ${alters.join(', ')}`);
   await ctx.transaction(async (tx) => {
-    await sessionForBuilds(tx);
+    await sessionForBuilds(tx, strategy);
     await sql.raw(`ALTER TABLE eventstore.events2 ${alters.join(', ')}`).execute(tx);
   });
 }
 
-async function buildIndexes(ctx: RunContext<any>): Promise<string[]> {
+async function buildIndexes(ctx: RunContext<any>, strategy: MoveStrategy): Promise<string[]> {
   const existing = await events2Indexes(ctx.db);
   const shape = await events2Shape(ctx.db);
   const todo: IndexSpec[] = [];
@@ -64,6 +61,7 @@ async function buildIndexes(ctx: RunContext<any>): Promise<string[]> {
     }
     todo.push(spec);
   }
+  if (todo.length > 0) ctx.log(`events2 indexes: ${strategy.reason}`);
   const total = todo.length;
   let done = 0;
   const queue = [...todo];
@@ -74,24 +72,23 @@ async function buildIndexes(ctx: RunContext<any>): Promise<string[]> {
       ctx.throwIfStopped();
       ctx.progress({ phase: `index ${spec.name}`, done, total, unit: 'indexes' });
       await ctx.transaction(async (tx) => {
-        await sessionForBuilds(tx);
+        await sessionForBuilds(tx, strategy);
         await sql.raw(createIndex(spec)).execute(tx);
       });
       done++;
       ctx.progress({ phase: `index ${spec.name}`, done, total, unit: 'indexes' });
     }
   };
-  // All four at once: their heap scans share pages (synchronized scans) and PostgreSQL's parallel
-  // build workers fill the cores; measured no slower than one build at a time on two cores.
-  const n = Math.min(todo.length, Math.max(INDEX_BUILDS_AT_ONCE, ctx.options.concurrency));
+  const n = Math.min(todo.length, strategy.buildsAtOnce);
   await Promise.all(Array.from({ length: n }, () => worker().catch((err) => { failure ??= err; })));
   if (failure !== undefined) throw failure;
   return todo.map((s) => s.name);
 }
 
-async function sessionForBuilds(tx: Tx): Promise<void> {
+async function sessionForBuilds(tx: Tx, strategy: MoveStrategy): Promise<void> {
   await sql`SET LOCAL statement_timeout = 0`.execute(tx);
-  await sql.raw(`SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`).execute(tx);
+  await sql.raw(`SET LOCAL maintenance_work_mem = '${strategy.maintenanceWorkMem}'`).execute(tx);
+  await sql.raw(`SET LOCAL max_parallel_maintenance_workers = ${strategy.parallelWorkersPerBuild}`).execute(tx);
 }
 
 async function attachPrimaryKey(ctx: RunContext<any>): Promise<void> {

@@ -5,6 +5,7 @@ import { CUT_OVER_LOCK_TIMEOUT_MS, DRAIN_TARGET } from './cut-over.js';
 import type { MoveRequest } from './run.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
 import { LEGACY_TABLE, LOG_TABLE, MAPPED_ROW, OLD_TABLE } from './sql.js';
+import { strategyFor } from './strategy.js';
 
 /**
  * Measured on the benchmark machine: a whole move (copy, four index builds, ANALYZE, verify) takes
@@ -39,6 +40,9 @@ export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'onli
     'eventstore.events_old is kept as the rollback path; drop it yourself once the new version runs well',
   ];
   if (!count.exact) notes.push('event count is PostgreSQL\'s estimate; --exact counts them');
+  // Sized by the source: events2's main fork will be about as large.
+  const strategy = await strategyFor(ctx.tx, source, ctx.options.concurrency);
+  notes.push(`strategy: ${strategy.reason}`);
   const onlineDetails = online ? await planOnline(ctx, situation, sample, notes) : {};
   return {
     action,
@@ -56,6 +60,7 @@ export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'onli
       sampleRows: sample.rows,
       sampleMs: Math.round(sample.ms),
       concurrency: ctx.options.concurrency,
+      strategy,
     },
     estimatedSeconds: Math.round(estimateSeconds(count.rows, sample, ctx.options.concurrency)),
     notes,
