@@ -38,7 +38,7 @@ export class ProgressMeter {
     const rate = dt * 1000 >= MIN_MEASURED_MS && u.done > first.done ? (u.done - first.done) / dt : null;
     const total = u.total ?? null;
     const etaSeconds = rate && rate > 0 && total !== null ? Math.max(0, (total - u.done) / rate) : null;
-    this.latest = { phase: u.phase, done: u.done, total, unit: u.unit ?? 'units', rate, etaSeconds };
+    this.latest = { phase: u.phase, done: u.done, total, unit: u.unit ?? 'units', rate, etaSeconds, ...(u.note ? { note: u.note } : {}) };
     return this.latest;
   }
 

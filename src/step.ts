@@ -1,5 +1,6 @@
 import type { Database, Db, Tx } from './db/connection.js';
 import type { ErrorReport } from './errors.js';
+import type { ThrottleSettings } from './events2/throttle.js';
 import type { Queryable } from './projections/events.js';
 import type { MigrationRecord } from './zitadel/migrations.js';
 import type { Progress, StepRow } from './steps-table.js';
@@ -10,6 +11,11 @@ export interface StepOptions {
   readonly concurrency: number;
   /** Dry-run: count exactly instead of estimating. */
   readonly exact: boolean;
+  /**
+   * The online events2 copy's throttle (`--throttle`): `auto` (default) backs off while the old writers
+   * slow down; an object is `auto` with some of its settings replaced (tests).
+   */
+  readonly throttle?: 'auto' | 'off' | Partial<ThrottleSettings>;
 }
 
 /** What a step would do, computed read-only (the dry-run). */
@@ -47,6 +53,8 @@ export interface ProgressUpdate {
   readonly total?: number | null;
   /** What is counted, e.g. `events`, `instances`. Default is `units`. */
   readonly unit?: string;
+  /** A passing state of the phase shown next to its name, e.g. `throttled 40%` (not a new phase). */
+  readonly note?: string;
 }
 
 /** Handed to `run`. */

@@ -15,6 +15,8 @@ export interface Progress {
   /** Units per second over the recent window. */
   readonly rate: number | null;
   readonly etaSeconds: number | null;
+  /** See ProgressUpdate.note. */
+  readonly note?: string;
 }
 
 /** Who ran a step. */

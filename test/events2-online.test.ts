@@ -178,7 +178,7 @@ describe('online move: --prepare, cut-over later, abort-move', () => {
     expect((await run(database, [events2StepFor('prepare')])).steps[0].status).toBe('succeeded');
     const result = await abortMove(database, { lockWaitMs: 5000 });
     expect(result).toMatchObject({ status: 'aborted', stage: 'catch-up' });
-    expect(result.status === 'aborted' && result.removed).toEqual(['the capture triggers on eventstore.events', 'the capture queue', 'eventstore.events2', 'the digests']);
+    expect(result.status === 'aborted' && result.removed).toEqual(['the capture triggers on eventstore.events', 'the capture queue', 'eventstore.events2', 'the digests', 'the throttle\'s probe table']);
     expect(await t.query(`SELECT count(*)::int AS n, sum(hashtextextended(e::text, 0))::text AS h FROM eventstore.events e`)).toEqual(before);
     expect(await t.query(`SELECT relname FROM pg_class WHERE relnamespace = 'eventstore'::regnamespace ORDER BY 1`)).toEqual(catalogBefore);
     const left = await t.query(`SELECT (SELECT count(*)::int FROM pg_trigger WHERE tgname LIKE 'zsetup_%') AS triggers,

@@ -34,7 +34,7 @@ export function formatProgress(p: Progress): string {
   const pct = p.total ? ` (${Math.min(100, Math.floor((p.done / p.total) * 100))}%)` : '';
   const rate = p.rate !== null ? `, ${formatCount(p.rate)} ${p.unit}/s` : '';
   const eta = p.etaSeconds !== null && p.done !== p.total ? `, ETA ${formatDuration(p.etaSeconds * 1000)}` : '';
-  return `${p.phase}: ${formatCount(p.done)}${total} ${p.unit}${pct}${rate}${eta}`;
+  return `${p.phase}${p.note ? ` (${p.note})` : ''}: ${formatCount(p.done)}${total} ${p.unit}${pct}${rate}${eta}`;
 }
 
 /** `event` or `events` for a count: 1 event, 2 events, 0 events. */

@@ -15,6 +15,8 @@ export interface RunStepsOptions {
   readonly exact?: boolean;
   /** The dry-run's human report: plain text (default) or a Markdown document. */
   readonly format?: 'text' | 'markdown';
+  /** The online events2 copy's throttle. Default is `auto`. */
+  readonly throttle?: 'auto' | 'off';
 }
 
 /**
@@ -22,7 +24,7 @@ export interface RunStepsOptions {
  * Shared by `migrate`, `init-projections` and `demo`.
  */
 export async function runSteps(s: Session, steps: readonly Step<any>[], options: RunStepsOptions): Promise<ExitCode> {
-  const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(options.exact) };
+  const stepOptions = { concurrency: s.config.concurrency, exact: Boolean(options.exact), throttle: options.throttle ?? 'auto' };
   if (options.dryRun) {
     const planned = await planMigrate(s.database, { steps, only: options.only, stepOptions });
     const plan = { ...planned, steps: planned.steps.map((p) => (p.error ? { ...p, error: asReadOnly(p.error) } : p)) };

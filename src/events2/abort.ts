@@ -9,6 +9,7 @@ import { eventTables } from './catalog.js';
 import { CUT_OVER_LOCK_TIMEOUT_MS } from './cut-over.js';
 import type { Events2Checkpoint } from './situation.js';
 import { CHUNKS_TABLE, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE } from './sql.js';
+import { dropProbeTable, PROBE_TABLE } from './throttle.js';
 
 /** Inputs of {@link abortMove}. */
 export interface AbortMoveOptions {
@@ -87,10 +88,11 @@ async function remove(tx: Tx): Promise<string[]> {
   if ((await captureState(tx)).capturing) removed.push('the capture triggers on eventstore.events');
   await dropCaptureTriggers(tx, LEGACY_TABLE);
   await sql`RESET lock_timeout`.execute(tx);
-  for (const [name, what] of [['zsetup.events2_log', 'the capture queue'], [EVENTS2_TABLE, EVENTS2_TABLE], [CHUNKS_TABLE, 'the chunk list'], [DIGESTS_TABLE, 'the digests']] as const) {
+  for (const [name, what] of [['zsetup.events2_log', 'the capture queue'], [EVENTS2_TABLE, EVENTS2_TABLE], [CHUNKS_TABLE, 'the chunk list'], [DIGESTS_TABLE, 'the digests'], [PROBE_TABLE, 'the throttle\'s probe table']] as const) {
     if (await exists(name)) removed.push(what);
   }
   await dropCaptureTables(tx);
+  await dropProbeTable(tx);
   await sql.raw(`DROP TABLE IF EXISTS ${EVENTS2_TABLE}, ${CHUNKS_TABLE}, ${DIGESTS_TABLE}`).execute(tx);
   if (await exists('zsetup.steps')) await sql`DELETE FROM zsetup.steps WHERE id = 'events2'`.execute(tx);
   return removed;

@@ -89,6 +89,18 @@ export async function createChunks(tx: Tx, concurrency: number, serverVersionNum
     FROM generate_series(0, ${count - 1}) AS n`.execute(tx);
 }
 
+/** What the copy asks between chunks (the online move's throttle, see throttle.ts). */
+export interface CopyGate {
+  /** Resolves when worker `index` may take its next chunk, or once `more` says there is none left. */
+  admit(index: number, more: () => boolean): Promise<void>;
+  chunkDone(index: number, ms: number): void;
+  workerDone(): void;
+  /** A progress note such as `throttled 40%`, or undefined at full speed. */
+  note(): string | undefined;
+  /** Calls `listener` with the new note whenever the throttle changes its level. */
+  watch(listener: (note: string | undefined) => void): void;
+}
+
 interface Chunk {
   readonly chunk: number;
   readonly firstBlock: number;
@@ -100,25 +112,35 @@ interface Chunk {
  * digest rows and its mark in the chunk list commit in one transaction: a crash loses only the chunks
  * in flight, together with their digests.
  */
-export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number, source: CopySource = OFFLINE_SOURCE): Promise<number> {
+export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: number, source: CopySource = OFFLINE_SOURCE, throttle?: CopyGate): Promise<number> {
   const r = await sql<{ chunk: number; first_block: number; end_block: number | null; events: number | null; copied_at: Date | null }>`
     SELECT chunk, first_block, end_block, events, copied_at FROM zsetup.events2_chunks ORDER BY chunk`.execute(ctx.db);
   const queue: Chunk[] = r.rows.filter((c) => !c.copied_at).map((c) => ({ chunk: c.chunk, firstBlock: c.first_block, endBlock: c.end_block }));
   let done = r.rows.reduce((n, c) => n + (c.events ?? 0), 0);
   if (done > 0) ctx.log(`resuming the copy: ${r.rows.length - queue.length} of ${r.rows.length} chunks already copied`);
   ctx.progress({ phase: 'copy', done, total, unit: 'events' });
+  throttle?.watch((note) => ctx.progress({ phase: 'copy', done, total, unit: 'events', note }));
   let failure: unknown;
-  const worker = async () => {
-    for (let next = queue.shift(); next && failure === undefined; next = queue.shift()) {
-      ctx.throwIfStopped();
-      // Not `done += await …`: that reads `done` before the await and loses the other workers' chunks.
-      const copied = await copyChunk(ctx, next, source);
-      done += copied;
-      ctx.progress({ phase: 'copy', done, total, unit: 'events' });
+  const worker = async (index: number) => {
+    try {
+      // The throttle gates each chunk before it is taken, so a held-back worker leaves it to the others.
+      const more = () => queue.length > 0 && failure === undefined;
+      for (await throttle?.admit(index, more); more(); await throttle?.admit(index, more)) {
+        ctx.throwIfStopped();
+        const next = queue.shift()!;
+        const started = Date.now();
+        // Not `done += await …`: that reads `done` before the await and loses the other workers' chunks.
+        const copied = await copyChunk(ctx, next, source);
+        throttle?.chunkDone(index, Date.now() - started);
+        done += copied;
+        ctx.progress({ phase: 'copy', done, total, unit: 'events', note: throttle?.note() });
+      }
+    } finally {
+      throttle?.workerDone();
     }
   };
-  const workers = Array.from({ length: Math.max(1, ctx.options.concurrency) }, () =>
-    worker().catch((err) => { failure ??= err; }));
+  const workers = Array.from({ length: Math.max(1, ctx.options.concurrency) }, (_, i) =>
+    worker(i).catch((err) => { failure ??= err; }));
   await Promise.all(workers);
   if (failure !== undefined) throw failure;
   return done;

@@ -11,6 +11,7 @@ import { CUT_OVER_LOCK_TIMEOUT_MS, cutOver, DRAIN_TARGET, type CutOverRecord } f
 import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
 import { blockRange, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { CopyThrottle, DEFAULT_THROTTLE, dropProbeTable, probeTableDdl, type ThrottleReport } from './throttle.js';
 import { phaseTimer } from './timing.js';
 import { describeMismatches, verifyWithDigests, type InstanceMismatch } from './verify.js';
 
@@ -34,8 +35,9 @@ export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Event
   const { timings, timed } = phaseTimer();
   let cp: Events2Checkpoint = start ?? { mode: 'online', stage: 'copy', total: await timed('captureMs', () => startCapture(ctx)) };
   const total = cp.total;
+  let throttled: ThrottleReport | undefined;
   if (cp.stage === 'copy') {
-    await timed('copyMs', () => copyChunks(ctx, total, ONLINE_SOURCE));
+    throttled = await timed('copyMs', () => throttledCopy(ctx, total));
     cp = { mode: 'online', stage: 'build', total };
     await finishCopy(ctx, total, cp);
   }
@@ -53,16 +55,58 @@ export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Event
       cp = { ...cp, events2Verified: true };
       await ctx.transaction((tx) => ctx.saveCheckpoint(tx, cp));
     }
-    if (end === 'prepare') return prepared(ctx, meter, timings);
+    if (end === 'prepare') return prepared(ctx, meter, { ...timings, ...throttleTimings(throttled) }, throttled);
     const record = await timed('cutOverMs', () => cutOver(ctx, meter, total));
     cp = { mode: 'online', stage: 'verify', total, cutOver: record };
   }
   const verified = await timed('verifyOldMs', () => verifySource(ctx));
   await ctx.transaction(async (tx) => {
     await dropCaptureTables(tx);
+    await dropProbeTable(tx);
     await sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx);
   });
-  return summary(verified, cp.cutOver, meter, timings);
+  return summary(verified, cp.cutOver, meter, { ...timings, ...throttleTimings(throttled) }, throttled);
+}
+
+/**
+ * The bulk copy of the live table; unless `--throttle off`, gated by the throttle (throttle.ts), whose
+ * state shows in the progress note and whose report goes to the summary.
+ */
+async function throttledCopy(ctx: RunContext<Events2Checkpoint>, total: number): Promise<ThrottleReport | undefined> {
+  if (ctx.options.throttle === 'off') {
+    await copyChunks(ctx, total, ONLINE_SOURCE);
+    return undefined;
+  }
+  const tuned = typeof ctx.options.throttle === 'object' ? ctx.options.throttle : {};
+  const throttle = await CopyThrottle.start(ctx, ctx.options.concurrency, { ...DEFAULT_THROTTLE, ...tuned });
+  const stopProbe = async () => {
+    const report = await throttle.stop();
+    if (report.throttledMs > 0) {
+      ctx.log(`copy throttled ${formatSeconds(report.throttledMs)} (all of it paused ${formatSeconds(report.pausedMs)}) while the old version's commits were slow: probe ${report.probeP50Ms} ms median, ${report.probeP99Ms} ms p99, against ${report.probeBaselineMs} ms before the copy`);
+    }
+    return report;
+  };
+  try {
+    await copyChunks(ctx, total, ONLINE_SOURCE, throttle);
+  } catch (err) {
+    await stopProbe();
+    throw err;
+  }
+  return stopProbe();
+}
+
+function throttleTimings(r: ThrottleReport | undefined): Record<string, number> {
+  return r ? { copyThrottledMs: r.throttledMs, copyPausedMs: r.pausedMs } : {};
+}
+
+/** `; the copy was throttled 12.0 s of it (paused 3.1 s) for the old version's writers`, or nothing. */
+function throttleClause(r: ThrottleReport | undefined): string {
+  if (!r || r.throttledMs === 0) return '';
+  return `; the copy was throttled ${formatSeconds(r.throttledMs)} of it (paused ${formatSeconds(r.pausedMs)}) for the old version's writers`;
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 /**
@@ -107,6 +151,7 @@ async function installCapture(ctx: RunContext<Events2Checkpoint>, total: number)
   await ctx.transaction(async (tx) => {
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
     for (const ddl of captureTablesDdl()) await sql.raw(ddl).execute(tx);
+    for (const ddl of probeTableDdl()) await sql.raw(ddl).execute(tx);
     await sql.raw(createEvents2Table()).execute(tx);
     await sql.raw(`ALTER TABLE ${EVENTS2_TABLE} SET (autovacuum_enabled = off)`).execute(tx);
     await createChunks(tx, ctx.options.concurrency, ctx.database.serverVersionNum, LEGACY_TABLE);
@@ -191,22 +236,23 @@ async function verifySource(ctx: RunContext<Events2Checkpoint>): Promise<{ event
   return { events, instances: old.size };
 }
 
-async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter, timings: Record<string, number>): Promise<StepSummary> {
+async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter, timings: Record<string, number>, throttled: ThrottleReport | undefined): Promise<StepSummary> {
   const waiting = await backlog(ctx.db);
   return {
-    message: `prepared the online move: eventstore.events2 is copied, indexed and verified, the capture stays on (${waiting.toLocaleString('en-US')} event(s) waiting); \`zsetup migrate\` catches up and cuts over, \`zsetup abort-move\` removes it all`,
+    message: `prepared the online move: eventstore.events2 is copied, indexed and verified, the capture stays on (${waiting.toLocaleString('en-US')} event(s) waiting); \`zsetup migrate\` catches up and cuts over, \`zsetup abort-move\` removes it all${throttleClause(throttled)}`,
     prepared: true,
     appliedFromCapture: meter.applied,
     oldVersionWritesPerSecond: Math.round(meter.writeRate),
     backlog: waiting,
+    ...(throttled ? { copyThrottle: throttled } : {}),
     ...timings,
   };
 }
 
-function summary(verified: { events: number; instances: number }, cut: CutOverRecord | undefined, meter: CatchUpMeter, timings: Record<string, number>): StepSummary {
+function summary(verified: { events: number; instances: number }, cut: CutOverRecord | undefined, meter: CatchUpMeter, timings: Record<string, number>, throttled: ThrottleReport | undefined): StepSummary {
   const how = cut ? `; cut over on attempt ${cut.attempts} with the lock held ${cut.lockHeldMs} ms` : '';
   return {
-    message: `moved ${verified.events.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 online and verified them${how}; eventstore.events_old is kept as the rollback path`,
+    message: `moved ${verified.events.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 online and verified them${how}; eventstore.events_old is kept as the rollback path${throttleClause(throttled)}`,
     events: verified.events,
     instances: verified.instances,
     verified: true,
@@ -215,6 +261,7 @@ function summary(verified: { events: number; instances: number }, cut: CutOverRe
     appliedFromCapture: meter.applied + (cut?.drained ?? 0),
     oldVersionWritesPerSecond: Math.round(meter.writeRate),
     ...(cut ? { cutOver: cut } : {}),
+    ...(throttled ? { copyThrottle: throttled } : {}),
     ...timings,
   };
 }

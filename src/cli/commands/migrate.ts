@@ -15,6 +15,7 @@ interface MigrateFlags extends CommonFlags, ProjectionFlags {
   readonly offline?: boolean;
   readonly prepare?: boolean;
   readonly format?: 'text' | 'markdown';
+  readonly throttle?: 'auto' | 'off';
 }
 
 /** `zsetup migrate`: run the pending setup steps, or plan them with --dry-run. */
@@ -27,6 +28,7 @@ export function migrateCommand(): Command {
     .option('--init-projections', 'also prefill the projections as the last step')
     .option('--offline', 'move events2 offline: cut the old version off first (shortest total time; it cannot write until the move ends)')
     .option('--prepare', 'run only the online events2 move up to its cut-over and exit 0, leaving the capture on; a later migrate catches up and cuts over')
+    .addOption(new Option('--throttle <mode>', 'the online events2 copy: auto backs off while the old version\'s writes slow down, off copies at full speed (--offline is never throttled)').choices(['auto', 'off']).default('auto'))
     .addOption(new Option('--format <format>', 'with --dry-run: the report as plain text or as a Markdown document for a change review').choices(['text', 'markdown']).default('text'))
     .addHelpText('after', `
 Examples:
@@ -48,7 +50,7 @@ missing privileges, nothing written), 6 lost the connection to PostgreSQL (rerun
       if (flags.exact && !flags.dryRun) throw new ConfigError('--exact counts rows for the dry-run report: use it with --dry-run');
       process.exitCode = await withSession(flags, async (s) => {
         const steps = withMoveRequest(move, await loadSteps({ initProjections: flags.initProjections, projections: flags.projection, projectionsFile: flags.projectionsModule ?? flags.projections }));
-        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.prepare ? 'events2' : flags.only, exact: flags.exact, format: flags.format });
+        return runSteps(s, steps, { dryRun: flags.dryRun, only: flags.prepare ? 'events2' : flags.only, exact: flags.exact, format: flags.format, throttle: flags.throttle });
       }, process.env, { readOnly: flags.dryRun });
     });
 }
