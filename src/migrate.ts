@@ -88,8 +88,10 @@ interface Run {
   readonly options: MigrateOptions;
   readonly emit: OnEvent;
   readonly signal: AbortSignal;
-  readonly states: Map<string, StepRow>;
-  readonly due: ReadonlySet<string>;
+  states: Map<string, StepRow>;
+  readonly due: Set<string>;
+  /** Step ids the list holds more than once: whether they are due is decided again as their group starts. */
+  readonly repeated: ReadonlySet<string>;
   halted: boolean;
 }
 
@@ -98,13 +100,35 @@ interface Run {
  * decides what is due, and checks privileges before zsetup's own schema is created, so a refusal
  * leaves the database exactly as it was.
  */
-async function planRun(database: Database, options: MigrateOptions): Promise<Pick<Run, 'states' | 'due'>> {
+async function planRun(database: Database, options: MigrateOptions): Promise<Pick<Run, 'states' | 'due' | 'repeated'>> {
   await refuseWithoutSchemaUsage(database.db);
   const states = await readSteps(database.db);
   const due = await dueSteps(database, options, states);
-  await preflight(database, options.steps.filter((s) => due.has(s.id)));
+  const repeated = new Set(options.steps.filter((s, i) => options.steps.findIndex((t) => t.id === s.id) !== i).map((s) => s.id));
+  // A repeated step may become due only later in the run, so it is checked now as well.
+  await preflight(database, firstOccurrences(options.steps).filter((s) => due.has(s.id) || repeated.has(s.id)));
   await ensureStepsTable(database.db);
-  return { states, due };
+  return { states, due, repeated };
+}
+
+/** Each step id once, at its first place (a list may repeat an id: the projections before and after an online cut-over). */
+function firstOccurrences(steps: readonly Step<any>[]): Step<any>[] {
+  return steps.filter((s, i) => steps.findIndex((t) => t.id === s.id) === i);
+}
+
+/**
+ * A step whose id the list repeats (the projections before and after an online cut-over) is due if it
+ * has work left as its group starts: the steps before it in this run (the catch-up of the capture, the
+ * cut-over) are what give it that work. Its row is read again, for what an earlier occurrence recorded.
+ */
+async function refreshRepeated(run: Run, group: readonly Step<any>[]): Promise<void> {
+  const again = group.filter((s) => run.repeated.has(s.id));
+  if (again.length === 0 || run.halted) return;
+  run.states = await readSteps(run.database.db);
+  for (const step of again) {
+    if (run.states.get(step.id)?.status !== 'succeeded' || (await isBehind(run.database, step))) run.due.add(step.id);
+    else run.due.delete(step.id);
+  }
 }
 
 /** Consecutive steps of one schedule group form a group; any other step is a group of one. */
@@ -129,6 +153,7 @@ async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResu
     outcomes.set(result.id, result);
     if (result.status !== 'not-run') run.emit({ type: 'step-end', result });
   };
+  await refreshRepeated(run, group);
   const todo: Step<any>[] = [];
   for (const step of group) {
     if (run.halted) finish(notRun(step));
@@ -157,7 +182,7 @@ async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResu
  */
 async function dueSteps(database: Database, options: MigrateOptions, states: Map<string, StepRow>): Promise<Set<string>> {
   const due = new Set<string>();
-  for (const step of options.steps) {
+  for (const step of firstOccurrences(options.steps)) {
     if (options.only && step.id !== options.only) continue;
     if (states.get(step.id)?.status !== 'succeeded' || (await isBehind(database, step))) due.add(step.id);
   }

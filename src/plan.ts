@@ -35,11 +35,14 @@ export async function planMigrate(database: Database, options: PlanOptions): Pro
   const { db } = database;
   const states = await readSteps(db);
   const reports: StepPlanReport[] = [];
+  // A step id the list repeats (the projections before and after an online cut-over) is planned whatever
+  // its state: the steps before it in the run (the catch-up, the cut-over) give it work.
+  const repeated = new Set(options.steps.filter((s, i) => options.steps.findIndex((t) => t.id === s.id) !== i).map((s) => s.id));
   for (const step of options.steps) {
     if (options.only && step.id !== options.only) continue;
     const row = states.get(step.id);
     const base = { id: step.id, title: step.title, state: row?.status ?? 'pending' } as const;
-    if (row?.status === 'succeeded' && !(await isBehind(database, step))) {
+    if (!repeated.has(step.id) && row?.status === 'succeeded' && !(await isBehind(database, step))) {
       reports.push(base);
       continue;
     }
@@ -155,7 +158,10 @@ function cutOffOf(s: StepPlanReport, start: number, seconds: number): Omit<Plann
   return { stepId: s.id, mode: 'online', fromSeconds: start + seconds, ...blocked };
 }
 
-/** An online events2 plan under `--prepare`: it stops before the cut-over, so this run cuts nobody off. */
+/**
+ * An online events2 plan under `--prepare`, or the first events2 occurrence of a run that prefills the
+ * projections before the cut-over: it stops before the cut-over, so it cuts nobody off.
+ */
 export function isPrepareOnly(s: StepPlanReport): boolean {
-  return s.id === 'events2' && s.plan?.details.online === true && s.plan.action.includes('--prepare');
+  return s.id === 'events2' && s.plan?.details.online === true && (s.plan.action.includes('--prepare') || s.plan.details.beforeCutOver === true);
 }

@@ -1,7 +1,10 @@
 import type { Database } from '../src/db/connection.js';
 import { queryableOf } from '../src/db/queryable.js';
 import { completeBookkeeping } from '../src/projections/bookkeeping.js';
+import { queuedEndPoint } from '../src/events2/capture.js';
+import type { ReadableDb } from '../src/events2/catalog.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
+import { minPosition } from '../src/projections/position.js';
 import { ensureTables, existingTables, type EnsuredTables } from '../src/projections/ddl.js';
 import { selectProjections, type ProjectionSelection } from '../src/projections/load.js';
 import type { ProjectionModel } from '../src/projections/model.js';
@@ -13,15 +16,36 @@ import type { Step, StepPlan } from '../src/step.js';
 /** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
 const ESTIMATED_EVENTS_PER_SECOND = 15_000;
 
+/** Where a prefill stops, and what held it back. */
+export interface EndPoint {
+  readonly position: string;
+  readonly openTransactions: number;
+  /** Before an online cut-over: the end point was lowered to the earliest event still in the capture queue. */
+  readonly heldByQueue: boolean;
+}
+
 /**
- * The end point shared by the projection steps of one run: captured once, when the first of them
+ * The end point of a prefill: {@link captureEndPoint} (no open transaction may still add an event
+ * before it), and before an online move's cut-over also no further than the earliest event waiting in
+ * the capture queue (committed to eventstore.events, not in events2 yet). The queue is read second, in
+ * a later snapshot, so a writer committing between the two reads is seen by one of them.
+ */
+export async function projectionEndPoint(pool: Queryable, db: ReadableDb, waitMs?: number): Promise<EndPoint> {
+  const open = await captureEndPoint(pool, waitMs);
+  const queued = await queuedEndPoint(db);
+  const position = queued === null ? open.position : minPosition(open.position, queued);
+  return { ...open, position, heldByQueue: position !== open.position };
+}
+
+/**
+ * The end point shared by the projection steps of one pass: captured once, when the first of them
  * starts, so every projection stops at the same place in the stream.
  */
 export class SharedEndPoint {
-  private captured: Promise<{ position: string; openTransactions: number }> | undefined;
+  private captured: Promise<EndPoint> | undefined;
 
-  get(db: Queryable): Promise<{ position: string; openTransactions: number }> {
-    this.captured ??= captureEndPoint(db);
+  get(database: Database): Promise<EndPoint> {
+    this.captured ??= projectionEndPoint(database.pool, database.db);
     return this.captured;
   }
 }
@@ -56,14 +80,29 @@ export interface ProjectionStep extends Step<null> {
 
 const onTx = queryableOf;
 
+/**
+ * Which pass of an online move the projection steps are (see steps/index.ts): `before-cut-over`
+ * prefills from events2 while the old version still writes, `after-cut-over` catches up the seconds
+ * since. Absent: the ordinary prefill, after the move.
+ */
+export type ProjectionPass = 'before-cut-over' | 'after-cut-over';
+
+/** Inputs of {@link projectionSteps}. */
+export interface ProjectionStepsOptions {
+  readonly batchSize?: number;
+  readonly endPoint?: SharedEndPoint;
+  readonly pass?: ProjectionPass;
+}
+
 /** One prefill step per projection, all stopping at one shared end point. */
-export function projectionSteps(models: readonly ProjectionModel[], options: { batchSize?: number; endPoint?: SharedEndPoint } = {}): ProjectionStep[] {
+export function projectionSteps(models: readonly ProjectionModel[], options: ProjectionStepsOptions = {}): ProjectionStep[] {
   const endPoint = options.endPoint ?? new SharedEndPoint();
   const tables = new SharedTables(models);
+  const suffix = options.pass ? ` (${options.pass === 'before-cut-over' ? 'before' : 'after'} the cut-over)` : '';
   return models.map((model) => {
     return {
       id: `projection:${model.name}`,
-      title: `prefill ${model.name}`,
+      title: `prefill ${model.name}${suffix}`,
       model,
       schedule: {
         group: 'projections',
@@ -72,13 +111,14 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         // projection that lacks a table (an older zsetup's partial one): both count as work left.
         async remaining(tx) {
           const db = onTx(tx);
-          const bound = await captureEndPoint(db, 0);
+          const bound = await projectionEndPoint(db, tx, 0);
           const events = (await projectionBacklog(db, model, bound.position)).events;
           const incomplete = (await completeBookkeeping(db)) === null || (await existingTables(db, model)).length < model.tables.length;
           return Math.max(events, incomplete ? 1 : 0);
         },
       },
       async plan(ctx): Promise<StepPlan> {
+        if (options.pass === 'after-cut-over') return CATCH_UP_PLAN;
         return planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
       },
       async preflight(tx) {
@@ -92,9 +132,10 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         ]);
       },
       async run(ctx) {
-        const [bound, ensured] = await Promise.all([endPoint.get(ctx.database.pool), tables.ensure(ctx.database)]);
+        const [bound, ensured] = await Promise.all([endPoint.get(ctx.database), tables.ensure(ctx.database)]);
         if (ensured.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
-        if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
+        if (bound.heldByQueue) ctx.log(`end point ${bound.position} held back by the online move's capture queue; the pass after the cut-over takes what follows`);
+        else if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
         const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize }, ctx);
         const message = r.atHead
           ? `${model.name} already at the head (end point ${r.endPoint})`
@@ -103,8 +144,10 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
         return { message, ...r };
       },
       // The projection is whole (every table, each instance's position): ZITADEL's --init-projections
-      // skips it under its name and its handler continues from current_states.
-      zitadelSteps: async () => [{ name: model.name }],
+      // skips it under its name and its handler continues from current_states. Not while the old version
+      // still writes eventstore.events (a pass before the cut-over): the record would go into events2
+      // ahead of the catch-up, and the projection is whole only after the pass that follows the cut-over.
+      zitadelSteps: async (db) => ((await legacyLive(db)) ? [] : [{ name: model.name }]),
     };
   });
 }
@@ -112,4 +155,23 @@ export function projectionSteps(models: readonly ProjectionModel[], options: { b
 /** The projection steps for a selection (built-ins, a custom module, a name filter). */
 export async function loadProjectionSteps(selection: ProjectionSelection & { batchSize?: number } = {}): Promise<ProjectionStep[]> {
   return projectionSteps(await selectProjections(selection), { batchSize: selection.batchSize });
+}
+
+/** The models of a selection, for steps composed per pass (see {@link projectionSteps}). */
+export function loadProjectionModels(selection: ProjectionSelection = {}): Promise<ProjectionModel[]> {
+  return selectProjections(selection);
+}
+
+/** The dry-run of a pass after the cut-over: the events since the pass before it, which the run before it cannot count yet. */
+const CATCH_UP_PLAN: StepPlan = {
+  action: 'catch up the events since the pass before the cut-over (the catch-up, the cut-over and the milestones add seconds of events)',
+  willChange: true,
+  details: { pass: 'after-cut-over' },
+  estimatedSeconds: 1,
+};
+
+/** Whether the old version can still write `eventstore.events` (an online move before its cut-over). */
+async function legacyLive(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ live: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AS live`);
+  return r.rows[0].live;
 }

@@ -132,8 +132,11 @@ describe('migrate --dry-run --init-projections on a legacy database', () => {
 
     const run = await runCli(['migrate', '--init-projections', '--json', '-d', tdb.url]);
     expect(run.code, run.stderr).toBe(0);
-    const done = new Map(JSON.parse(run.stdout).steps.map((s: any) => [s.id, s.summary?.events]));
-    for (const s of planned.steps.filter((x: any) => x.id.startsWith('projection:') && x.id !== 'projection:projections.milestones3')) {
+    // On a legacy database the projections are prefilled before the cut-over, then caught up after it:
+    // the plan's counts are those of the first pass (the second has nothing left without writers).
+    const first = (steps: any[]) => steps.filter((s, i) => steps.findIndex((t) => t.id === s.id) === i);
+    const done = new Map(first(JSON.parse(run.stdout).steps).map((s: any) => [s.id, s.summary?.events]));
+    for (const s of first(planned.steps).filter((x: any) => x.id.startsWith('projection:') && x.id !== 'projection:projections.milestones3')) {
       expect(s.plan.details.eventsCounted).toBe('exact');
       expect(done.get(s.id), s.id).toBe(s.plan.details.eventsToProcess);
     }

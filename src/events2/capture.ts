@@ -146,3 +146,24 @@ export async function checkLegacyKey(db: ReadableDb): Promise<void> {
     'run `zsetup migrate --offline` (cuts the old version off first), or restore the legacy primary key',
   );
 }
+
+/**
+ * The earliest position, as events2 will store it (`EXTRACT(EPOCH FROM creation_date)`, see sql.ts), of
+ * an event whose key waits in the capture queue: committed to eventstore.events, not in events2 yet.
+ * Null without a queue (no online move before its cut-over) or with an empty one. A projection end point
+ * taken before the cut-over must not pass it: the catch-up would later add the event behind it.
+ *
+ * Read after the end point's look at open transactions, in a later snapshot: a writer that commits in
+ * between then shows here instead of there. One primary key lookup per queued key.
+ */
+export async function queuedEndPoint(db: ReadableDb): Promise<string | null> {
+  const t = await sql<{ ready: boolean }>`
+    SELECT to_regclass(${LOG_TABLE}) IS NOT NULL AND to_regclass(${LEGACY_TABLE}) IS NOT NULL AS ready`.execute(db);
+  if (!t.rows[0].ready) return null;
+  // The scalar subquery keeps the plan a lookup per key: a join could hash the whole legacy table.
+  const r = await sql<{ bound: string | null }>`
+    SELECT min((SELECT EXTRACT(EPOCH FROM e.creation_date) FROM ${sql.raw(LEGACY_TABLE)} e
+                WHERE e.instance_id = l.instance_id AND e.event_sequence = l.event_sequence LIMIT 1))::numeric::text AS bound
+    FROM ${sql.raw(LOG_TABLE)} l`.execute(db);
+  return r.rows[0].bound;
+}

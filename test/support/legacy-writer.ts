@@ -20,6 +20,11 @@ export interface LegacyWriterOptions {
   readonly holdShare?: number;
   /** Instances written to. Default: those of the table (instance id ''), else `writer-inst`. */
   readonly instances?: readonly string[];
+  /**
+   * Payloads carry what the built-in projections read (`org.added`: name; `user.human.added`: userName,
+   * names, email), so the events fill projection rows. Default is false (the writer's plain payload).
+   */
+  readonly projectionPayloads?: boolean;
 }
 
 /** One key of a legacy event. */
@@ -69,6 +74,7 @@ export class LegacyWriter {
         connections: options.connections ?? 4,
         rollbackShare: options.rollbackShare ?? 0.1,
         holdShare: options.holdShare ?? 0.15,
+        projectionPayloads: options.projectionPayloads ?? false,
         instances,
       });
       for (const id of instances) w.next.set(id, Number(found.rows.find((r) => r.instance_id === id)?.max ?? 0) + 1);
@@ -116,6 +122,17 @@ export class LegacyWriter {
     }
   }
 
+  /** The event's payload: the writer's plain one, or with what the built-in projections read. */
+  private payload(eventType: string, key: LegacyKey, aggregate: string): Record<string, unknown> {
+    const plain = { n: key.sequence, by: 'legacy-writer', text: 'Zoë ☃' };
+    if (!this.options.projectionPayloads) return plain;
+    if (eventType === 'org.added') return { ...plain, name: `Org ${aggregate} Zoë` };
+    if (eventType === 'user.human.added') {
+      return { ...plain, userName: `user-${aggregate}`, firstName: 'Zoë', lastName: `Writer ${key.sequence}`, email: `${aggregate}@example.com`, preferredLanguage: 'de' };
+    }
+    return plain;
+  }
+
   private async transaction(client: pg.Client, index: number): Promise<void> {
     const instanceId = this.options.instances[Math.floor(Math.random() * this.options.instances.length)];
     const n = 1 + Math.floor(Math.random() * 5);
@@ -141,7 +158,7 @@ export class LegacyWriter {
              previous_aggregate_sequence, event_data, editor_user, editor_service, resource_owner, instance_id)
            VALUES ($1, $2, $3, 'v1', $4, $5, $6, $7, 'zitadel', $8, $8)`,
           [eventType, aggregateType, aggregate, k.sequence, i === 0 ? null : keys[i - 1].sequence,
-            JSON.stringify({ n: k.sequence, by: 'legacy-writer', text: 'Zoë ☃' }), `user-${index}`, instanceId],
+            JSON.stringify(this.payload(eventType, k, aggregate)), `user-${index}`, instanceId],
         );
       }
       if (holdMs) await sleep(holdMs);

@@ -1,0 +1,242 @@
+/**
+ * Warm projections before the online cut-over (`migrate --init-projections` on a legacy database with the
+ * old version writing): the projections are prefilled from events2 before the cut-over and only the
+ * seconds since are caught up after it. The end point of the pass before the cut-over never passes an
+ * event that is not in events2 yet (a key in the capture queue, a writer transaction still open); a
+ * kill -9 between that pass and the cut-over reruns to the exact end state. The oracle compares every
+ * projection with a clean prefill of the same final events2 on a copy of the database.
+ */
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../src/db/connection.js';
+import { migrate } from '../src/migrate.js';
+import type { Step } from '../src/step.js';
+import { loadProjectionModels } from '../steps/03-projections.js';
+import { composeSteps, type Composition } from '../steps/index.js';
+import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './fault/harness.js';
+import { expectEndStateRight } from './fault/oracle.js';
+import { keysSql, LegacyWriter } from './support/legacy-writer.js';
+
+let template: FaultDb;
+beforeAll(async () => {
+  prepareCli();
+  template = await seededTemplate('zfw', { events: 8_000, instances: 4 });
+});
+afterAll(dropAll);
+
+/** The old version writing, into the instances not removed (a removed instance is never prefilled). */
+async function writer(db: FaultDb): Promise<LegacyWriter> {
+  const live = await db.query<{ id: string }>(`SELECT DISTINCT instance_id AS id FROM eventstore.events e WHERE instance_id <> ''
+    AND NOT EXISTS (SELECT 1 FROM eventstore.events r WHERE r.instance_id = e.instance_id AND r.event_type = 'instance.removed') ORDER BY 1`);
+  expect(live.length).toBeGreaterThan(1);
+  return LegacyWriter.start({ url: db.url, eventsPerSecond: 300, connections: 4, projectionPayloads: true, instances: live.map((r) => r.id) });
+}
+
+/** Every committed write of the writer is in events2 exactly once, no other one is there, none failed but with 42P01. */
+async function expectWriterExactlyOnce(db: FaultDb, w: LegacyWriter): Promise<void> {
+  const committed = w.committed();
+  expect(committed.length).toBeGreaterThan(20);
+  const [c] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
+    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
+  expect(c.n).toBe(committed.length);
+  const [o] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(w.notCommitted())})
+    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
+  expect(o.n).toBe(0);
+  expect(w.records.filter((r) => r.outcome === 'failed' && r.code !== '42P01').map((r) => `${r.code} ${r.message}`)).toEqual([]);
+}
+
+/** The writer's committed `org.added` events, each a row of projections.orgs1 named as the writer named it. */
+async function expectWriterOrgsProjected(db: FaultDb): Promise<void> {
+  const [r] = await db.query(`SELECT
+      (SELECT count(DISTINCT (instance_id, aggregate_id))::int FROM eventstore.events2 WHERE event_type = 'org.added' AND payload->>'by' = 'legacy-writer') AS written,
+      (SELECT count(*)::int FROM projections.orgs1 WHERE name LIKE 'Org w%') AS projected`);
+  expect(r.written).toBeGreaterThan(0);
+  expect(r.projected).toBe(r.written);
+}
+
+type StepLine = { id: string; title: string; status: string; summary?: { events?: number } };
+
+/** The run's steps in order: events2 up to the cut-over, the projections, events2 again, milestones, the projections again. */
+function expectWarmOrder(steps: StepLine[]): { before: StepLine[]; after: StepLine[] } {
+  const ids = steps.map((s) => s.id);
+  const second = ids.indexOf('events2', 1);
+  expect(ids[0]).toBe('events2');
+  expect(second).toBeGreaterThan(1);
+  expect(ids[second + 1]).toBe('milestones-v2');
+  const before = steps.slice(1, second);
+  const after = steps.slice(second + 2);
+  expect(before.map((s) => s.id)).toEqual(after.map((s) => s.id));
+  expect(before.every((s) => s.id.startsWith('projection:') && s.title.endsWith('(before the cut-over)'))).toBe(true);
+  expect(after.every((s) => s.title.endsWith('(after the cut-over)'))).toBe(true);
+  expect(steps[0].title).toMatch(/up to the cut-over/);
+  return { before, after };
+}
+
+/**
+ * Per projection: the pass before the cut-over applied exactly the events now in events2 before its end
+ * point (none arrived behind it later: not from the capture queue, not from a transaction open then),
+ * and the pass after it exactly those from there to its own end point: the seconds since.
+ */
+async function expectPassesSplitAtTheirEndPoints(db: FaultDb, before: StepLine[], after: StepLine[]): Promise<void> {
+  const models = new Map((await loadProjectionModels()).map((m) => [`projection:${m.name}`, m]));
+  const counted: string[] = [];
+  for (const [i, warm] of before.entries()) {
+    const model = models.get(warm.id)!;
+    const late = after[i];
+    const warmEnd = String(warm.summary?.endPoint);
+    // A pass after the cut-over that was skipped had nothing to do; its summary is the earlier pass's.
+    const lateEnd = late.status === 'succeeded' ? String(late.summary?.endPoint) : null;
+    const [n] = await db.query(`SELECT count(*) FILTER (WHERE e."position" < $1::numeric)::int AS before,
+        count(*) FILTER (WHERE e."position" >= $1::numeric AND ($2::numeric IS NULL OR e."position" < $2::numeric))::int AS after
+      FROM eventstore.events2 e WHERE e.aggregate_type = ANY($3) AND e.event_type = ANY($4)
+        AND NOT EXISTS (SELECT 1 FROM eventstore.events2 r WHERE r.instance_id = e.instance_id AND r.aggregate_type = 'instance' AND r.event_type = 'instance.removed')`,
+      [warmEnd, lateEnd, model.aggregateTypes, model.eventTypes]);
+    expect({ id: warm.id, before: warm.summary?.events, after: lateEnd ? late.summary?.events : 0 }).toEqual({ id: warm.id, ...n });
+    counted.push(`${warm.id} ${n.before} + ${n.after}`);
+  }
+  expect(before.reduce((t, s) => t + (s.summary?.events ?? 0), 0)).toBeGreaterThan(0);
+  console.log(`events applied before + after the cut-over: ${counted.join(', ')}`);
+}
+
+describe('migrate --init-projections on a legacy database with the old version writing', () => {
+  it('prefills before the cut-over, catches up the seconds since after it, and ends equal to a clean prefill', async () => {
+    const db = await copyOf(template);
+    const w = await writer(db);
+    const run = await zsetup([...migrateArgs(db), '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const steps: StepLine[] = JSON.parse(run.stdout).steps;
+    const { before, after } = expectWarmOrder(steps);
+    expect(before.every((s) => s.status === 'succeeded')).toBe(true);
+    expect(after.every((s) => s.status === 'succeeded' || s.status === 'skipped')).toBe(true);
+    expect(run.stderr).toMatch(/cut over on attempt \d+/);
+    await w.stop();
+    await expectPassesSplitAtTheirEndPoints(db, before, after);
+    await expectWriterExactlyOnce(db, w);
+    // Nothing recorded for ZITADEL before the cut-over is left unrecorded after it.
+    const [m] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE aggregate_type = 'system' AND event_type = 'system.migration.done' AND payload->>'name' = 'projections.orgs1'`);
+    expect(m.n).toBe(1);
+    // The old version stopped: a last prefill, then every projection equals a clean prefill of the same events2 on a copy.
+    const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
+    expect(last.code, last.stderr).toBe(0);
+    await expectWriterOrgsProjected(db);
+    await waitNoBackends(db);
+    const copy = await copyOf(db);
+    await expectEndStateRight(copy);
+  }, 240_000);
+});
+
+/** The legacy insert the old version makes, on a client of the test's own. */
+async function insertOrg(c: pg.Client, instance: string, sequence: number, name: string): Promise<void> {
+  await c.query(
+    `INSERT INTO eventstore.events (event_type, aggregate_type, aggregate_id, aggregate_version, event_sequence, event_data,
+       editor_user, editor_service, resource_owner, instance_id)
+     VALUES ('org.added', 'org', $1, 'v1', $2, $3, 'scripted', 'zitadel', $4, $4)`,
+    [`scripted-${sequence}`, sequence, JSON.stringify({ name }), instance],
+  );
+}
+
+async function run(database: Database, composition: Composition, wrap: (s: Step<any>) => Step<any> = (s) => s) {
+  const steps = (await composeSteps(database.db, composition)).map(wrap);
+  const result = await migrate(database, { steps, lockWaitMs: 10_000, stepOptions: { concurrency: 2, exact: false }, version: 'test' });
+  for (const s of result.steps) expect(s.error, `${s.id}: ${s.error?.message}`).toBeUndefined();
+  return result;
+}
+
+describe('the end point of the pass before the cut-over', () => {
+  // queued: an event committed and left in the capture queue, then a later one in a transaction held
+  // open (the queue binds); open: only the transaction held open (its start binds).
+  const cases = [
+    { name: 'a key left in the capture queue', queued: true, held: 'queued org' },
+    { name: 'a writer transaction held open across the pass', queued: false, held: 'open org' },
+  ];
+  for (const c of cases) {
+    it(`stays before ${c.name}; the event is projected after the cut-over`, async () => {
+      const db = await copyOf(template);
+      const database = await openDatabase({ kind: 'url', url: db.url }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: 8 });
+      const queued = await db.client();
+      const open = await db.client();
+      try {
+        expect((await run(database, { move: 'prepare' })).steps.map((s) => [s.id, s.status])).toEqual([['events2', 'succeeded']]);
+        const [{ instance, next }] = await db.query(`SELECT instance_id AS instance, max(event_sequence)::int + 1 AS next FROM eventstore.events
+          WHERE instance_id <> '' GROUP BY 1 ORDER BY 1 LIMIT 1`);
+        const names = c.queued ? ['queued org', 'open org'] : ['open org'];
+        // As the pass begins (after its events2 occurrence caught up), before its end point is taken.
+        const holdBack = (s: Step<any>): Step<any> => s.id !== 'projection:projections.orgs1' ? s : {
+          ...s,
+          async run(ctx) {
+            if (c.queued) await insertOrg(queued, instance, next + 1, 'queued org');
+            await open.query('BEGIN');
+            await insertOrg(open, instance, next, 'open org');
+            return s.run(ctx);
+          },
+        };
+        const warm = await run(database, { move: 'prepare', initProjections: true, projections: ['orgs1'] }, holdBack);
+        expect(warm.steps.map((s) => [s.id, s.status, s.title])).toEqual([
+          ['events2', 'succeeded', 'move events to eventstore.events2, up to the cut-over'],
+          ['projection:projections.orgs1', 'succeeded', 'prefill projections.orgs1 (before the cut-over)'],
+        ]);
+        // The creation date of the held event (the queued one committed first; the open one is visible only to its session).
+        const [held] = c.queued
+          ? await db.query(`SELECT EXTRACT(EPOCH FROM creation_date)::numeric::text AS p FROM eventstore.events WHERE instance_id = $1 AND event_sequence = $2`, [instance, next + 1])
+          : (await open.query(`SELECT EXTRACT(EPOCH FROM creation_date)::numeric::text AS p FROM eventstore.events WHERE instance_id = $1 AND event_sequence = $2`, [instance, next])).rows;
+        const endPoint = String(warm.steps[1].summary?.endPoint);
+        // The end point is exclusive: the prefill takes the events before it, the held one is at or after it.
+        const [state] = await db.query(`SELECT $1::numeric <= $2::numeric AS before, bool_and("position" < $2::numeric) AS states_before,
+            (SELECT count(*)::int FROM zsetup.events2_log WHERE instance_id = $3) AS in_queue,
+            (SELECT count(*)::int FROM projections.orgs1 WHERE name = ANY($4)) AS projected
+          FROM projections.current_states WHERE projection_name = 'projections.orgs1'`, [endPoint, held.p, instance, names]);
+        expect(state).toEqual({ before: true, states_before: true, in_queue: c.queued ? 1 : 0, projected: 0 });
+        // The pass is not recorded for ZITADEL while the old version writes eventstore.events.
+        const [r] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE event_type LIKE 'system.migration.%' AND payload->>'name' = 'projections.orgs1'`);
+        expect(r.n).toBe(0);
+        await open.query('COMMIT');
+
+        // The catch-up before the pass leaves a small queue in place (the cut-over drains it), so the pass
+        // may have nothing to add; the pass after the cut-over takes the held events.
+        const moved = await run(database, { initProjections: true, projections: ['orgs1'] });
+        expect(moved.steps.map((s) => [s.id, s.status])).toEqual([
+          ['events2', 'succeeded'],
+          ['projection:projections.orgs1', expect.stringMatching(/^(succeeded|skipped)$/)],
+          ['events2', 'succeeded'],
+          ['milestones-v2', 'succeeded'],
+          ['projection:projections.orgs1', 'succeeded'],
+        ]);
+        expect(moved.steps[2].summary).toMatchObject({ online: true, verified: true });
+        const [after] = await db.query(`SELECT (SELECT count(*)::int FROM projections.orgs1 WHERE name = ANY($1)) AS projected,
+            (SELECT count(*)::int FROM eventstore.events2 WHERE event_type = 'system.migration.done' AND payload->>'name' = 'projections.orgs1') AS recorded,
+            to_regclass('eventstore.events')::text AS legacy`, [names]);
+        expect(after).toEqual({ projected: names.length, recorded: 1, legacy: null });
+      } finally {
+        await database.close();
+      }
+    }, 120_000);
+  }
+});
+
+describe('kill -9 around the pass before the cut-over, with the old version writing', () => {
+  const points = [
+    { at: 'start projection:projections.users14', name: 'as a projection of the pass before the cut-over starts' },
+    { at: 'progress events2 1 cut-over', name: 'after that pass, as the cut-over begins' },
+  ];
+  for (const point of points) {
+    it(`reruns to the exact end state after a kill ${point.name} (${point.at})`, async () => {
+      const db = await copyOf(template);
+      const w = await writer(db);
+      const killed = await zsetup(migrateArgs(db), { ZSETUP_TEST_KILL_AT: point.at });
+      expect(killed.signal, killed.stderr).toBe('SIGKILL');
+      const [legacy] = await db.query(`SELECT to_regclass('eventstore.events')::text AS t`);
+      expect(legacy.t).toBe('eventstore.events');
+      await waitNoBackends(db);
+      const rerun = await zsetup([...migrateArgs(db), '--json']);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      expectWarmOrder(JSON.parse(rerun.stdout).steps);
+      await w.stop();
+      await expectWriterExactlyOnce(db, w);
+      const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
+      expect(last.code, last.stderr).toBe(0);
+      await expectWriterOrgsProjected(db);
+      await waitNoBackends(db);
+      await expectEndStateRight(await copyOf(db));
+    }, 240_000);
+  }
+});
