@@ -23,7 +23,7 @@ function assign(target: Record<string, ColumnValue>, values: Values): void {
 export interface TableWrites {
   readonly table: TableModel;
   /** deleteWhere matches grouped by the columns they match on. */
-  readonly cascades: ReadonlyMap<string, readonly Values[]>;
+  readonly cascades: ReadonlyMap<string, readonly Cascade[]>;
   readonly deletes: readonly Values[];
   readonly upserts: readonly Values[];
   /**
@@ -31,6 +31,16 @@ export interface TableWrites {
    * one, read before the same statement's `set` (an UPDATE's SET reads the old row).
    */
   readonly patches: readonly { readonly key: Values; readonly set: Values; readonly copies?: Readonly<Record<string, string>> }[];
+}
+
+/**
+ * One `deleteWhere` of a segment, as written: a DELETE of the stored rows matching `match`, except the
+ * rows with the keys in `except` (parents the segment upserted, not matching, before the deleteWhere:
+ * one by one, the deleteWhere met the upserted row and kept it and its children).
+ */
+export interface Cascade {
+  readonly match: Values;
+  readonly except: readonly Values[];
 }
 
 /** A folded batch: its segments, each to be written (per table, see TableWrites) after the one before. */
@@ -72,12 +82,13 @@ export function checkFoldable(model: ProjectionModel): void {
  * rows, then the partial updates. That equals one-by-one application as long as
  * - a `deleteWhere` decides in memory for every row the segment already changed (full rows and updates
  *   whose values decide the match), and the DELETE cannot remove such a row behind the fold's back: a
- *   stored row whose match columns an earlier update changed, or a stored parent that an upsert replaced
- *   and whose stored children it would take along;
+ *   stored row whose match columns an earlier update changed. (A stored parent that an upsert replaced
+ *   before the deleteWhere, which the DELETE would take along with its stored children, is excepted
+ *   from that DELETE by its key: see Cascade.)
  * - a child upsert whose parent the segment did not write is checked by the database against the
  *   stored parent, so the parent is not written or deleted later in the same segment.
  * A change that would break one of these starts a new segment instead. Segments are rare for the
- * built-in projections (a removal of an org or project after changes to that instance's rows); folding
+ * built-in projections (a removal of an org or project after an update of a matched column); folding
  * such a change some other way, or rejecting those definitions, would give wrong rows or refuse
  * ordinary projections. What cannot be decided at all is refused when the fold is created (see
  * checkFoldable).
@@ -111,13 +122,17 @@ export class BatchFold {
   }
 }
 
-/** The rows a deleteWhere removes from the fold, or 'segment' when it must start a new segment. */
-type Removal = readonly { readonly t: TableModel; readonly key: Values }[] | 'segment';
+/**
+ * What a deleteWhere removes from the fold (`rows`) and which stored rows its DELETE spares (`except`,
+ * by key string), or 'segment' when it must start a new segment.
+ */
+type Removal = { readonly rows: readonly { readonly t: TableModel; readonly key: Values }[]; readonly except: Map<string, Values> } | 'segment';
 
 /** The fold of a run of changes that one set of bulk statements writes exactly (see BatchFold). */
 class Segment {
   private readonly entries = new Map<TableModel, Map<string, Entry>>();
-  private readonly cascades = new Map<TableModel, Map<string, Map<unknown, Values>>>();
+  /** Per table, signature of matched columns, and match: the deleteWhere and the keys its DELETE spares. */
+  private readonly cascades = new Map<TableModel, Map<string, Map<unknown, { match: Values; except: Map<string, Values> }>>>();
   /**
    * For each table and set of columns a `deleteWhere` matched on: the keys of the folded full rows by
    * their values in those columns, so each `deleteWhere` visits only the rows it deletes. Built on the
@@ -280,18 +295,26 @@ class Segment {
     if (cols.some((c) => match[c] === null)) return true;
     const removal = this.removal(t, match, cols);
     if (removal === 'segment') return false;
-    if (this.removesRequired(t, removal.map((r) => keyString(r.t, r.key)))) return false;
-    this.cascade(t, match, removal);
+    if (this.removesRequired(t, removal.rows.map((r) => keyString(r.t, r.key)))) return false;
+    this.cascade(t, match, removal.rows, removal.except);
     return true;
   }
 
-  /** Records the DELETE of stored rows matching `match` and removes the folded rows it matches. */
-  private cascade(t: TableModel, match: Values, rows: Exclude<Removal, 'segment'>): void {
+  /**
+   * Records the DELETE of stored rows matching `match` but those keyed in `except`, and removes the
+   * folded rows it matches. The same match again in the segment spares only the keys both spare: a
+   * stored row the earlier one deleted stays deleted, and one it spared was replaced by a folded row
+   * that the later one either spares too or deletes by key.
+   */
+  private cascade(t: TableModel, match: Values, rows: readonly { t: TableModel; key: Values }[], except = new Map<string, Values>()): void {
     const cols = Object.keys(match).sort();
     const sig = cols.join(',');
     let group = this.cascades.get(t)!.get(sig);
     if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
-    group.set(matchKey(cols, match), match);
+    const mk = matchKey(cols, match);
+    const earlier = group.get(mk);
+    if (!earlier) group.set(mk, { match, except });
+    else for (const k of [...earlier.except.keys()]) if (!except.has(k)) earlier.except.delete(k);
     for (const r of rows) this.remove(r.t, r.key);
   }
 
@@ -302,7 +325,7 @@ class Segment {
    */
   private removal(t: TableModel, match: Values, cols: readonly string[]): Removal {
     const entries = this.entries.get(t)!;
-    if (entries.size === 0) return [];
+    if (entries.size === 0) return { rows: [], except: new Map() };
     if (cols.some((c) => !DECIDABLE.has(t.columns.get(c)!.type))) return 'segment';
     const rows: { t: TableModel; key: Values }[] = [...this.matchingRows(t, match)];
     const patched = this.patched.get(t)!;
@@ -315,21 +338,25 @@ class Segment {
         rows.push({ t, key: e.key });
       }
     }
-    if (t.children.length && this.replacesMatchingParent(t, match, cols)) return 'segment';
-    return rows;
+    return { rows, except: t.children.length ? this.upsertedParents(t, match, cols) : new Map() };
   }
 
   /**
-   * Whether a full row of `t` that does not match was upserted over a stored row that might: the DELETE
-   * would take the stored row's children along, which one-by-one application keeps.
+   * The full rows of `t` that do not match, upserted over a stored row that might (same key columns):
+   * the DELETE would take that stored row and its children, which one-by-one application keeps (its
+   * deleteWhere met the upserted row). Their keys, to be spared by the DELETE. Without children the
+   * DELETE does no harm: the upsert writes the row again.
    */
-  private replacesMatchingParent(t: TableModel, match: Values, cols: readonly string[]): boolean {
+  private upsertedParents(t: TableModel, match: Values, cols: readonly string[]): Map<string, Values> {
     const keyCols = cols.filter((c) => t.primaryKey.includes(c));
-    for (const e of this.entries.get(t)!.values()) {
+    const spared = new Map<string, Values>();
+    for (const [k, e] of this.entries.get(t)!) {
       if (e.kind !== 'row' || e.replaced) continue;
-      if (keyCols.every((c) => sameValue(e.row[c], match[c])) && !cols.every((c) => sameValue(e.row[c], match[c]))) return true;
+      if (keyCols.every((c) => sameValue(e.row[c], match[c])) && !cols.every((c) => sameValue(e.row[c], match[c]))) {
+        spared.set(k, Object.fromEntries(t.primaryKey.map((pk) => [pk, e.row[pk]])));
+      }
     }
-    return false;
+    return spared;
   }
 
   /** The keys of the folded full rows of `t` that match, found through the match index. */
@@ -364,7 +391,7 @@ class Segment {
         else if (e.kind === 'row') upserts.push(e.row);
         else patches.push(e.copies && Object.keys(e.copies).length ? { key: e.key, set: e.set, copies: e.copies } : { key: e.key, set: e.set });
       }
-      const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()]]));
+      const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()].map((c) => ({ match: c.match, except: [...c.except.values()] }))]));
       return { table, cascades, deletes, upserts, patches };
     });
   }

@@ -52,6 +52,9 @@ export interface BulkPlan {
   readonly after: BatchStatement[];
 }
 
+/** The JSON key of a match's spared rows: column names are lower-case identifiers, so none is this. */
+const SPARED = 'zsetup:spared';
+
 /** The plan that writes a folded batch; with `copy`, new rows are sent with COPY instead of upserted. */
 export function bulkStatements(writes: readonly TableWrites[], copy = false): BulkPlan {
   const plan: BulkPlan = { before: [], copies: [], after: [] };
@@ -60,7 +63,19 @@ export function bulkStatements(writes: readonly TableWrites[], copy = false): Bu
     const t = qt(w.table.name);
     const deleteMatching = (cols: readonly string[], rows: readonly unknown[]) =>
       add(plan.before, `DELETE FROM ${t} AS t USING ${rowsOf(t)} AS r WHERE ${eq(cols, 't', 'r')}`, rows);
-    for (const [sig, matches] of w.cascades) deleteMatching(sig.split(','), matches);
+    for (const [sig, cascades] of w.cascades) {
+      const cols = sig.split(',');
+      if (cascades.every((c) => c.except.length === 0)) deleteMatching(cols, cascades.map((c) => c.match));
+      else {
+        // Each match carries the keys its DELETE spares (see Cascade) under a key no column can have.
+        add(
+          plan.before,
+          `DELETE FROM ${t} AS t USING json_array_elements($1::json) AS m(v), LATERAL json_populate_record(NULL::${t}, m.v) AS r
+           WHERE ${eq(cols, 't', 'r')} AND NOT EXISTS (SELECT 1 FROM json_populate_recordset(NULL::${t}, m.v->'${SPARED}') AS x WHERE ${eq(w.table.primaryKey, 't', 'x')})`,
+          cascades.map((c) => (c.except.length ? { ...c.match, [SPARED]: c.except } : c.match)),
+        );
+      }
+    }
     if (w.deletes.length) deleteMatching(w.table.primaryKey, w.deletes);
   }
   for (const w of writes) {
