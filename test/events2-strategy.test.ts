@@ -25,41 +25,37 @@ const decision = (server: ServerResources, cpus: number) => {
 };
 
 describe('chooseStrategy: server profiles → decisions', () => {
-  it('2 CPUs, server defaults: one build at a time with one parallel worker, memory as much as the sort needs', () => {
-    // 400 MB rounded up to 64 MB steps = 448 MB, under the share of effective_cache_size (1 GB).
-    expect(decision(PG15_DEFAULTS, 2)).toEqual({ buildsAtOnce: 1, parallelWorkersPerBuild: 1, maintenanceWorkMem: `${448 * 1024}kB`, copyConnections: 2 });
+  it('2 CPUs, server defaults: two builds at once with one parallel worker each, memory as much as the sort needs', () => {
+    // A quarter of effective_cache_size (1 GB) over two builds is 512 MB; the 400 MB table (in 64 MB steps: 448 MB) bounds it.
+    expect(decision(PG15_DEFAULTS, 2)).toEqual({ buildsAtOnce: 2, parallelWorkersPerBuild: 1, maintenanceWorkMem: `${448 * 1024}kB`, copyConnections: 2 });
   });
 
-  it('16 CPUs: all four builds at once with two workers each, the memory share divided over them', () => {
+  it('more CPUs: all four builds at once, as many workers as the server grants, the memory share divided over them', () => {
+    expect(decision(PG15_DEFAULTS, 4)).toEqual({ buildsAtOnce: 4, parallelWorkersPerBuild: 1, maintenanceWorkMem: `${256 * 1024}kB`, copyConnections: 4 });
     expect(decision(PG15_DEFAULTS, 16)).toEqual({ buildsAtOnce: 4, parallelWorkersPerBuild: 2, maintenanceWorkMem: `${256 * 1024}kB`, copyConnections: 16 });
   });
 
-  it('6 CPUs: two builds of three processes each', () => {
-    expect(decision(PG15_DEFAULTS, 6)).toMatchObject({ buildsAtOnce: 2, parallelWorkersPerBuild: 2, maintenanceWorkMem: `${448 * 1024}kB` });
-  });
-
-  it('parallel builds switched off by the server: serial builds side by side, one per CPU', () => {
-    const off = { ...PG15_DEFAULTS, maxParallelMaintenanceWorkers: 0 };
-    expect(decision(off, 16)).toMatchObject({ buildsAtOnce: 4, parallelWorkersPerBuild: 0 });
-    expect(decision(off, 2)).toMatchObject({ buildsAtOnce: 2, parallelWorkersPerBuild: 0, maintenanceWorkMem: `${448 * 1024}kB` });
-  });
-
-  it('before PostgreSQL 11 there are no parallel index builds', () => {
+  it('parallel builds switched off by the server, or a server before PostgreSQL 11: serial builds side by side', () => {
+    expect(decision({ ...PG15_DEFAULTS, maxParallelMaintenanceWorkers: 0 }, 16)).toMatchObject({ buildsAtOnce: 4, parallelWorkersPerBuild: 0 });
     expect(decision({ ...PG15_DEFAULTS, serverVersionNum: 100023 }, 2)).toMatchObject({ buildsAtOnce: 2, parallelWorkersPerBuild: 0 });
   });
 
-  it('a small worker pool caps the builds at once', () => {
-    expect(decision({ ...PG15_DEFAULTS, maxParallelWorkers: 2 }, 16)).toMatchObject({ buildsAtOnce: 1, parallelWorkersPerBuild: 2 });
+  it('the worker pool is shared: four builds never ask for more than max_parallel_workers', () => {
+    expect(decision({ ...PG15_DEFAULTS, maxParallelWorkers: 4 }, 16)).toMatchObject({ buildsAtOnce: 4, parallelWorkersPerBuild: 1 });
+    expect(decision({ ...PG15_DEFAULTS, maxParallelWorkers: 2 }, 16)).toMatchObject({ buildsAtOnce: 4, parallelWorkersPerBuild: 0 });
+    expect(decision({ ...PG15_DEFAULTS, maxWorkerProcesses: 1 }, 16)).toMatchObject({ parallelWorkersPerBuild: 1 });
   });
 
-  it('1 CPU: one serial build at a time', () => {
-    expect(decision(PG15_DEFAULTS, 1)).toMatchObject({ buildsAtOnce: 1, parallelWorkersPerBuild: 0, copyConnections: 1 });
+  it('1 CPU: one serial build at a time, with the memory one build may have', () => {
+    expect(decision(PG15_DEFAULTS, 1)).toEqual({ buildsAtOnce: 1, parallelWorkersPerBuild: 0, maintenanceWorkMem: `${448 * 1024}kB`, copyConnections: 1 });
   });
 
   it('never below the server\'s maintenance_work_mem, never more than the share of effective_cache_size', () => {
     expect(decision({ ...PG15_DEFAULTS, maintenanceWorkMemBytes: 2 * GB }, 2).maintenanceWorkMem).toBe(`${2 * 1024 * 1024}kB`);
     const big = { ...PG15_DEFAULTS, tableBytes: 20 * GB, effectiveCacheSizeBytes: 64 * GB };
-    expect(decision(big, 8)).toMatchObject({ buildsAtOnce: 2, maintenanceWorkMem: `${8 * 1024 * 1024}kB` });
+    expect(decision(big, 8)).toMatchObject({ buildsAtOnce: 4, maintenanceWorkMem: `${4 * 1024 * 1024}kB` });
+    // A small table: the sort's need (64 MB at least) bounds it, not the share.
+    expect(decision({ ...PG15_DEFAULTS, tableBytes: 9 * MB }, 2).maintenanceWorkMem).toBe(`${64 * 1024}kB`);
   });
 
   it('too little memory for a worker\'s 32 MB: no parallel workers rather than PostgreSQL dropping them silently', () => {
@@ -69,7 +65,7 @@ describe('chooseStrategy: server profiles → decisions', () => {
 
   it('states what it chose and from what in one line', () => {
     const s = chooseStrategy(PG15_DEFAULTS, 2);
-    expect(s.reason).toMatch(/^one index build at a time with 1 parallel worker\(s\) each and maintenance_work_mem 448MB \(2 CPU\(s\) by --concurrency; .*effective_cache_size 4GB.*\); copy on 2 connection\(s\)$/);
+    expect(s.reason).toMatch(/^2 index builds at once with 1 parallel worker\(s\) each and maintenance_work_mem 448MB \(2 CPU\(s\) by --concurrency; .*effective_cache_size 4GB.*table 400MB\); copy on 2 connection\(s\)$/);
     expect(s.reason).not.toContain('\n');
   });
 });

@@ -76,8 +76,12 @@ async function move(ctx: RunContext<Events2Checkpoint>, situation: Situation): P
     await finishCopy(ctx, total);
   }
   ctx.throwIfStopped();
-  await timed('indexMs', () => buildEvents2(ctx));
-  const verified = await timed('verifyMs', () => verifyOrFail(ctx, total));
+  const verified = await buildBesideVerify(
+    () => timed('indexMs', () => buildEvents2(ctx)),
+    // The check reads only events2's rows, which the builds do not change. On one connection it fills
+    // the stretches where a build runs in one process (its final merge and index write).
+    () => timed('verifyMs', () => verifyOrFail(ctx, total, 1)),
+  );
   return {
     message: `moved ${total.toLocaleString('en-US')} events of ${verified.instances} instance(s) to eventstore.events2 and verified them; eventstore.events_old is kept as the rollback path`,
     events: total,
@@ -85,6 +89,17 @@ async function move(ctx: RunContext<Events2Checkpoint>, situation: Situation): P
     verified: true,
     ...timings,
   };
+}
+
+/**
+ * Runs the builds and the verification side by side and waits for both, so no statement is left
+ * running when the step ends; a mismatch is reported before a build's failure.
+ */
+async function buildBesideVerify<T>(build: () => Promise<unknown>, verify: () => Promise<T>): Promise<T> {
+  const [built, verified] = await Promise.allSettled([build(), verify()]);
+  if (verified.status === 'rejected') throw verified.reason;
+  if (built.status === 'rejected') throw built.reason;
+  return verified.value;
 }
 
 /** A filled events2 no zsetup run made: complete it only when it provably equals events_old. */
@@ -106,10 +121,10 @@ async function adoptForeignCopy(ctx: RunContext<Events2Checkpoint>): Promise<Ste
  * Verifies events2 against the digests the copy stored (events2 read once), or, when there are none
  * (a copy zsetup did not make), against events_old read in full. Drops the digests once they match.
  */
-async function verifyOrFail(ctx: RunContext<Events2Checkpoint>, total: number): Promise<{ instances: number }> {
+async function verifyOrFail(ctx: RunContext<Events2Checkpoint>, total: number, connections = ctx.options.concurrency): Promise<{ instances: number }> {
   ctx.throwIfStopped();
   ctx.progress({ phase: 'verify', done: 0, total: 1, unit: 'checks' });
-  const withDigests = await verifyWithDigests(ctx.database, ctx.options.concurrency);
+  const withDigests = await verifyWithDigests(ctx.database, connections);
   const result = withDigests ?? await verifyEvents2(ctx.database);
   if (result.status === 'nothing-to-verify') throw new Error(`cannot verify: ${result.reason}`);
   if (result.status === 'mismatch') {

@@ -47,11 +47,14 @@ const MB = 1024 * 1024;
  * the CPUs zsetup itself can use (src/cpus.ts), which is the server's only when both share the machine;
  * an operator with a bigger database server passes its core count.
  *
- * Rules (measured, see BENCHMARKS.md "events2: build strategy"): a build is given as many parallel
- * workers as the server allows and the cores can run beside its leader; builds run side by side only
- * when the cores still left over can run another such build, never more parallel workers in all than
- * `max_parallel_workers`. Memory is a bounded share of `effective_cache_size`, divided over the builds at
- * once, never below the server's `maintenance_work_mem` and never more than a sort of the table needs.
+ * Rules (measured on 2 cores, see BENCHMARKS.md "events2: build strategy"): one build per core (at
+ * most the four), each with one parallel worker per core it can have, within what the server grants
+ * (`max_parallel_maintenance_workers`; builds × workers within `max_parallel_workers`). Builds side by
+ * side beat one build at a time with the server's workers (the reference's way) on every shape measured:
+ * their heap scans share pages (synchronized scans) and one build's single-process stretches (final
+ * merge, index write) overlap the others' sorts. Memory is a bounded share of `effective_cache_size`,
+ * divided over the builds at once, never below the server's `maintenance_work_mem` and never more than
+ * a sort of the table needs (64 MB against 1 GB made no difference beyond noise, so the share is modest).
  */
 export function chooseStrategy(server: ServerResources, cpus: number, indexes = EVENTS2_INDEX_COUNT): MoveStrategy {
   const cores = Math.max(1, Math.floor(cpus));
@@ -59,11 +62,9 @@ export function chooseStrategy(server: ServerResources, cpus: number, indexes = 
   const serverWorkers = server.serverVersionNum >= 110000
     ? Math.max(0, Math.min(server.maxParallelMaintenanceWorkers, server.maxParallelWorkers, server.maxWorkerProcesses))
     : 0;
-  const workers = Math.min(serverWorkers, cores - 1);
-  const perBuild = workers + 1;
-  const byCores = Math.floor(cores / perBuild);
-  const byWorkerPool = workers > 0 ? Math.floor(server.maxParallelWorkers / workers) : indexes;
-  const buildsAtOnce = Math.max(1, Math.min(indexes, byCores, byWorkerPool));
+  const buildsAtOnce = Math.max(1, Math.min(indexes, cores));
+  // A worker per core a build can have; the pool is shared, so builds × workers stays within max_parallel_workers.
+  const workers = cores >= 2 ? Math.min(serverWorkers, Math.floor(cores / buildsAtOnce), Math.floor(server.maxParallelWorkers / buildsAtOnce)) : 0;
   const memory = buildMemory(server, buildsAtOnce);
   // Each participant must get its 32 MB, else PostgreSQL silently plans fewer workers.
   const parallelWorkersPerBuild = Math.max(0, Math.min(workers, Math.floor(memory / MIN_MEMORY_PER_PARTICIPANT) - 1));
