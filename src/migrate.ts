@@ -60,7 +60,7 @@ export async function migrate(database: Database, options: MigrateOptions): Prom
     onLost: (err) => stop.abort(new ConnectionLostError(`lost the runner lock connection (${err.message})`)),
   }, async (lockWaitedMs) => {
     if (lockWaitedMs > 0) emit({ type: 'lock-acquired', waitedMs: lockWaitedMs });
-    const run: Run = { database, options, emit, signal: stop.signal, ...(await planRun(database, options)), halted: false };
+    const run: Run = { database, options, emit, signal: stop.signal, ...(await planRun(database, options)), changed: false, halted: false };
     const results: StepResult[] = [];
     for (const group of stepGroups(options.steps.filter((s) => !options.only || s.id === options.only))) {
       results.push(...(await runGroup(run, group)));
@@ -92,6 +92,8 @@ interface Run {
   readonly due: Set<string>;
   /** Step ids the list holds more than once: whether they are due is decided again as their group starts. */
   readonly repeated: ReadonlySet<string>;
+  /** A step succeeded in this run: later steps that measure their work left may have some now. */
+  changed: boolean;
   halted: boolean;
 }
 
@@ -105,8 +107,11 @@ async function planRun(database: Database, options: MigrateOptions): Promise<Pic
   const states = await readSteps(database.db);
   const due = await dueSteps(database, options, states);
   const repeated = new Set(options.steps.filter((s, i) => options.steps.findIndex((t) => t.id === s.id) !== i).map((s) => s.id));
-  // A repeated step may become due only later in the run, so it is checked now as well.
-  await preflight(database, firstOccurrences(options.steps).filter((s) => due.has(s.id) || repeated.has(s.id)));
+  // A step may become due only later in the run (see refreshDue), so it is checked now as well.
+  const firstDue = options.steps.findIndex((s) => due.has(s.id));
+  const mayBecomeDue = (s: Step<any>, i: number) => repeated.has(s.id) || (firstDue >= 0 && i > firstDue && s.schedule?.remaining !== undefined);
+  const checked = options.steps.filter((s, i) => due.has(s.id) || mayBecomeDue(s, i));
+  await preflight(database, firstOccurrences(checked));
   await ensureStepsTable(database.db);
   return { states, due, repeated };
 }
@@ -117,12 +122,14 @@ function firstOccurrences(steps: readonly Step<any>[]): Step<any>[] {
 }
 
 /**
- * A step whose id the list repeats (the projections before and after an online cut-over) is due if it
- * has work left as its group starts: the steps before it in this run (the catch-up of the capture, the
- * cut-over) are what give it that work. Its row is read again, for what an earlier occurrence recorded.
+ * Whether a step is due is decided again as its group starts when the steps before it in this run may
+ * have given it work: a step whose id the list repeats (the projections before and after an online
+ * cut-over: the catch-up and the cut-over add events), and, once a step succeeded in this run, a step
+ * that measures its work left (a projection behind the milestone events just written). Their rows are
+ * read again, for what an earlier occurrence recorded.
  */
-async function refreshRepeated(run: Run, group: readonly Step<any>[]): Promise<void> {
-  const again = group.filter((s) => run.repeated.has(s.id));
+async function refreshDue(run: Run, group: readonly Step<any>[]): Promise<void> {
+  const again = group.filter((s) => run.repeated.has(s.id) || (run.changed && s.schedule?.remaining !== undefined));
   if (again.length === 0 || run.halted) return;
   run.states = await readSteps(run.database.db);
   for (const step of again) {
@@ -153,7 +160,7 @@ async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResu
     outcomes.set(result.id, result);
     if (result.status !== 'not-run') run.emit({ type: 'step-end', result });
   };
-  await refreshRepeated(run, group);
+  await refreshDue(run, group);
   const todo: Step<any>[] = [];
   for (const step of group) {
     if (run.halted) finish(notRun(step));
@@ -168,6 +175,7 @@ async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResu
       else if (run.signal.aborted) result = stoppedBefore(step, run.signal);
       else result = await runStep(run, step);
       if (result.status === 'failed' || result.status === 'interrupted') run.halted = true;
+      if (result.status === 'succeeded') run.changed = true;
       finish(result);
     }
   };

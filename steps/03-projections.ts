@@ -11,6 +11,7 @@ import type { ProjectionModel } from '../src/projections/model.js';
 import { planProjection } from '../src/projections/plan.js';
 import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
+import type { Tx } from '../src/db/connection.js';
 import type { Step, StepPlan } from '../src/step.js';
 
 /** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
@@ -119,7 +120,8 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
       },
       async plan(ctx): Promise<StepPlan> {
         if (options.pass === 'after-cut-over') return CATCH_UP_PLAN;
-        return planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
+        const warm = options.pass === 'before-cut-over' ? await planBeforeCutOver(ctx.tx, model) : null;
+        return warm ?? planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
       },
       async preflight(tx) {
         const write = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
@@ -169,6 +171,27 @@ const CATCH_UP_PLAN: StepPlan = {
   details: { pass: 'after-cut-over' },
   estimatedSeconds: 1,
 };
+
+/**
+ * The dry-run of a pass before the cut-over once the online move has copied events2 (a prepared move):
+ * the backlog in events2 up to the end point the pass would take now. Null before that (the legacy
+ * table is then what holds the events: see planProjection).
+ */
+async function planBeforeCutOver(tx: Tx, model: ProjectionModel): Promise<StepPlan | null> {
+  const db = onTx(tx);
+  const r = await db.query<{ copied: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AND to_regclass('eventstore.events2') IS NOT NULL
+    AND to_regclass('zsetup.events2_chunks') IS NULL AS copied`);
+  if (!r.rows[0].copied) return null;
+  const bound = await projectionEndPoint(db, tx, 0);
+  const { states, events } = await projectionBacklog(db, model, bound.position);
+  return {
+    action: `apply ${events.toLocaleString('en-US')} events of eventstore.events2 to ${model.name}, plus what the catch-up before it adds`,
+    willChange: true,
+    details: { eventsToProcess: events, countedIn: 'eventstore.events2', instancesRecorded: states.size, endPoint: bound.position, pass: 'before-cut-over' },
+    estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
+    notes: bound.heldByQueue ? ['the end point is held at the earliest event waiting in the capture queue'] : undefined,
+  };
+}
 
 /** Whether the old version can still write `eventstore.events` (an online move before its cut-over). */
 async function legacyLive(db: Queryable): Promise<boolean> {

@@ -240,3 +240,44 @@ describe('kill -9 around the pass before the cut-over, with the old version writ
     }, 240_000);
   }
 });
+
+describe('migrate --prepare --init-projections hours ahead, migrate --init-projections at deploy time', () => {
+  it('prepares and prefills with the old version writing, plans both passes, then cuts over and catches up', async () => {
+    const db = await copyOf(template);
+    const w = await writer(db);
+    const prepared = await zsetup(['migrate', '--prepare', '--init-projections', '--concurrency', '2', '--json', '-d', db.url]);
+    expect(prepared.code, prepared.stderr).toBe(0);
+    const steps: StepLine[] = JSON.parse(prepared.stdout).steps;
+    expect(steps[0]).toMatchObject({ id: 'events2', status: 'succeeded', summary: { prepared: true } });
+    expect(steps.length).toBeGreaterThan(2);
+    expect(steps.slice(1).every((s) => s.id.startsWith('projection:') && s.status === 'succeeded' && s.title.endsWith('(before the cut-over)'))).toBe(true);
+    expect((await db.query(`SELECT to_regclass('eventstore.events')::text AS t`))[0].t).toBe('eventstore.events');
+    const [users] = await db.query(`SELECT count(*)::int AS n FROM projections.users14 WHERE username LIKE 'user-w%'`);
+    expect(users.n).toBeGreaterThan(0);
+
+    // The dry-run plans both passes and the cut-over once, at the second events2.
+    const plan = await zsetup(['migrate', '--dry-run', '--init-projections', '--json', '-d', db.url]);
+    expect(plan.code, plan.stderr).toBe(0);
+    const planned: { id: string; title: string; plan?: { action: string; details: Record<string, unknown> } }[] = JSON.parse(plan.stdout).steps;
+    const events2 = planned.filter((s) => s.id === 'events2');
+    expect(events2.map((s) => s.title)).toEqual(['move events to eventstore.events2, up to the cut-over', 'move events to eventstore.events2: catch up and cut over']);
+    expect(events2[0].plan?.details.beforeCutOver).toBe(true);
+    expect(events2[1].plan?.action).toMatch(/catch up .*cut over/);
+    expect(planned.filter((s) => s.id === 'projection:projections.users14').map((s) => s.title)).toEqual([
+      'prefill projections.users14 (before the cut-over)', 'prefill projections.users14 (after the cut-over)']);
+    const text = await zsetup(['migrate', '--dry-run', '--init-projections', '-d', db.url]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/old writers .*cut-over/i);
+
+    const done = await zsetup([...migrateArgs(db), '--json']);
+    expect(done.code, done.stderr).toBe(0);
+    expectWarmOrder(JSON.parse(done.stdout).steps);
+    await w.stop();
+    await expectWriterExactlyOnce(db, w);
+    const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
+    expect(last.code, last.stderr).toBe(0);
+    await expectWriterOrgsProjected(db);
+    await waitNoBackends(db);
+    await expectEndStateRight(await copyOf(db));
+  }, 240_000);
+});

@@ -177,7 +177,8 @@ describe('output of the CLI', () => {
     const all = r.stdout + r.stderr;
     expect(all.match(/moved 40,000 events/g)).toHaveLength(1);
     expect(all).not.toMatch(/projection:projections\.(\w+): projections\.\1:/);
-    expect(r.stdout.trim()).toMatch(/^done: \d+ steps succeeded$/);
+    // A legacy database: the projections are prefilled before the cut-over too; a pass after it with nothing new is already done.
+    expect(r.stdout.trim()).toMatch(/^done: \d+ steps succeeded(, \d+ steps? already done)?$/);
     // Step lines: every count of four digits or more has its separators.
     for (const line of r.stderr.split('\n').filter((l) => / (ok|start) /.test(l))) {
       expect(line.replace(/^\S+ /, '').replace(/users14|apps7|orgs1|projects4|milestones3|events2/g, ''), line).not.toMatch(/(?<![\w.:/'-])\d{4,}(?![\w.:/'-])/);
