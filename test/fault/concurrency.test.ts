@@ -28,7 +28,9 @@ describe('concurrent runners', () => {
     const waiters = runs.filter((r) => r.stderr.includes('waiting for the runner lock'));
     expect(waiters.length).toBeGreaterThanOrEqual(1);
     for (const w of waiters) expect(w.stderr).toMatch(/held by backend pid \d+ \(zsetup\)/);
-    expect((await stepRows(db)).every((s) => s.attempts === 1 && s.status === 'succeeded')).toBe(true);
+    // One attempt per run of a step (on a legacy database the projections and events2 run before and after the cut-over).
+    const ran = (id: string) => results.flatMap((res) => res.steps).filter((s) => s.id === id && s.status === 'succeeded').length;
+    expect((await stepRows(db)).filter((s) => s.attempts !== ran(s.id) || s.status !== 'succeeded')).toEqual([]);
     await expectEndStateRight(db);
   });
 
