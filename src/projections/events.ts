@@ -162,12 +162,17 @@ interface EventsRead {
   readonly events: ProjectionEvent[];
   readonly sizes: number[];
   readonly bytes: number;
+  /** The payloads reached the read's `budget`: rows after them may have been left out (see StreamReader.query). */
+  readonly capped: boolean;
 }
 
-/** How a window is read: every row unsorted (Node sorts), or sorted by PostgreSQL after a key and limited. */
+/**
+ * How a window is read: every row unsorted (Node sorts), or sorted by PostgreSQL after a key and limited;
+ * either way with at most about `budget` bytes of payload text (one payload more at most).
+ */
 type WindowRead =
-  | { readonly sorted: false; readonly cap: number }
-  | { readonly sorted: true; readonly limit: number; readonly after: ProjectionEvent | null };
+  | { readonly sorted: false; readonly cap: number; readonly budget: number }
+  | { readonly sorted: true; readonly limit: number; readonly after: ProjectionEvent | null; readonly budget: number };
 
 /**
  * Reads a projection's events of several instances as one stream, ordered by position, in batches.
@@ -198,6 +203,8 @@ export class StreamReader {
   private finished = false;
   /** Average size of the events of the last read, to cap a read by the byte budget. */
   private eventSize = 256;
+  /** Event text of the batch `next` returned last (see `maxBytes`): what a prefill's memory budget accounts. */
+  lastBytes = 0;
   /** Instances by the position their stream starts at, earliest first. */
   private readonly starts: readonly (StreamStart & { readonly start: string })[];
 
@@ -220,19 +227,20 @@ export class StreamReader {
 
   /**
    * The next batch in order (up to twice `batchSize` events and `maxBytes` of event text), or null when
-   * the end point is reached.
+   * the end point is reached. `maxBytes` of this batch alone overrides the reader's (a share of a budget).
    */
-  async next(): Promise<ProjectionEvent[] | null> {
+  async next(maxBytes = this.maxBytes): Promise<ProjectionEvent[] | null> {
     const batch: ProjectionEvent[] = [];
     let bytes = 0;
-    while (!this.finished && batch.length < this.batchSize / 2 && bytes < this.maxBytes / 2) {
+    this.lastBytes = 0;
+    while (!this.finished && batch.length < this.batchSize / 2 && bytes < maxBytes / 2) {
       const windowEnd = minPosition(addToPosition(this.scanFrom, this.delta), this.endPoint);
       // The events the byte budget still takes, at the size of the events read last.
-      const byBytes = Math.max(1, Math.floor((this.maxBytes - bytes) / this.eventSize));
+      const byBytes = Math.max(1, Math.floor((maxBytes - bytes) / this.eventSize));
       if (!this.after) {
         const cap = Math.min(2 * this.batchSize - batch.length, byBytes);
-        const read = await this.read(windowEnd, { sorted: false, cap });
-        const fits = read.events.length <= cap && bytes + read.bytes <= this.maxBytes;
+        const read = await this.read(windowEnd, { sorted: false, cap, budget: maxBytes - bytes });
+        const fits = !read.capped && read.events.length <= cap && bytes + read.bytes <= maxBytes;
         if (!fits && this.shrinks < 3 && this.delta > MIN_DELTA) {
           // More than the batch can take: try a narrower window.
           this.shrinks++;
@@ -248,15 +256,15 @@ export class StreamReader {
       }
       // PostgreSQL sorts: a batch's worth, after the last event returned from this window so far.
       const limit = Math.min(this.batchSize - batch.length, byBytes);
-      const read = await this.read(windowEnd, { sorted: true, limit, after: this.after });
+      const read = await this.read(windowEnd, { sorted: true, limit, after: this.after, budget: maxBytes - bytes });
       // What the byte budget takes; a batch takes its first event whatever its size, so it advances.
       let kept = 0;
       for (; kept < read.events.length; kept++) {
-        if (batch.length > 0 && bytes + read.sizes[kept] > this.maxBytes) break;
+        if (batch.length > 0 && bytes + read.sizes[kept] > maxBytes) break;
         batch.push(read.events[kept]);
         bytes += read.sizes[kept];
       }
-      if (kept === read.events.length && kept < limit) {
+      if (kept === read.events.length && kept < limit && !read.capped) {
         this.windowDone(windowEnd, kept);
         continue;
       }
@@ -270,6 +278,7 @@ export class StreamReader {
       this.delta = Math.max(MIN_DELTA, Math.min(this.delta / 2, (covered * this.batchSize) / kept));
       break;
     }
+    this.lastBytes = bytes;
     return batch.length ? batch : null;
   }
 
@@ -291,12 +300,12 @@ export class StreamReader {
    * contains the separator.
    */
   private async read(windowEnd: string, how: WindowRead): Promise<EventsRead> {
-    let rows = await this.query(windowEnd, how, true);
+    let { rows, capped } = await this.query(windowEnd, how, true);
     const events: ProjectionEvent[] = [];
     for (const row of rows) {
       const fields = row[0]!.split(SEPARATOR);
       if (fields.length !== PACKED_FIELDS) {
-        rows = await this.query(windowEnd, how, false);
+        ({ rows, capped } = await this.query(windowEnd, how, false));
         events.length = 0;
         for (const r of rows) events.push(toEvent([...r]));
         break;
@@ -306,13 +315,20 @@ export class StreamReader {
     const sizes = rows.map((r) => r.reduce((n, v) => n + (v?.length ?? 0), 0));
     const bytes = sizes.reduce((n, x) => n + x, 0);
     if (events.length) this.eventSize = Math.max(1, bytes / events.length);
-    return { events, sizes, bytes };
+    return { events, sizes, bytes, capped };
   }
 
-  private async query(windowEnd: string, how: WindowRead, packed: boolean): Promise<(string | null)[][]> {
+  /**
+   * A window's rows (at most the read's LIMIT), and whether the payload budget cut them short. The
+   * budget is applied in PostgreSQL, so rows past it are never sent: a running sum of the payloads'
+   * text in octets (never fewer than the characters Node counts), in the read's order, keeps each row
+   * whose predecessors stay within `budget`. A read that reaches the budget is `capped`: the unsorted
+   * read then narrows its window, the sorted one continues after its last event kept.
+   */
+  private async query(windowEnd: string, how: WindowRead, packed: boolean): Promise<{ rows: (string | null)[][]; capped: boolean }> {
     // Only instances whose stream starts before the window's end can have events in it.
     const active = this.starts.filter((s) => comparePositions(s.start, windowEnd) < 0);
-    if (active.length === 0) return [];
+    if (active.length === 0) return { rows: [], capped: false };
     const from = active.map((s) => s.from);
     const values: unknown[] = [
       active.map((s) => s.instanceId),
@@ -329,21 +345,33 @@ export class StreamReader {
     ];
     const l = how.sorted ? how.after : null;
     if (l) values.push(l.position, l.inTxOrder, l.instanceId, l.aggregateType, l.aggregateId, l.sequence);
+    values.push(how.budget);
     const r = await this.db.query({
-      text: `SELECT ${packed ? PACKED_COLUMNS : COLUMNS}
+      text: `SELECT w.* FROM (
+             SELECT ${packed ? PACKED_COLUMNS : COLUMNS}, octet_length(e.payload::text) AS len, sum(octet_length(e.payload::text)) OVER w AS run${
+               how.sorted ? ', row_number() OVER w AS rn' : ''}
              FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[]) AS s(instance_id, p, o, t, a, q)
              JOIN eventstore.events2 e ON e.instance_id = s.instance_id
              WHERE e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
                AND e."position" >= $9::numeric AND e."position" < $10::numeric
                AND (s.p IS NULL OR (e."position", e.in_tx_order, e.aggregate_type, e.aggregate_id, e."sequence") > (s.p, s.o, s.t, s.a, s.q))${
                  l ? `\n               AND (${STREAM_ORDER}) > ($12::numeric, $13::int, $14::text, $15::text, $16::text, $17::bigint)` : ''}
-             ${how.sorted ? `ORDER BY ${STREAM_ORDER} ` : ''}LIMIT $11`,
+             WINDOW w AS (${how.sorted ? `ORDER BY ${STREAM_ORDER} ` : ''}ROWS UNBOUNDED PRECEDING)) w
+             WHERE coalesce(w.run - w.len, w.run, 0) <= $${values.length}::bigint
+             ${how.sorted ? 'ORDER BY w.rn ' : ''}LIMIT $11`,
       values,
       types: RAW,
       // Rows as arrays: pg then builds no keyed object per row.
       rowMode: 'array',
     });
-    return r.rows as unknown as (string | null)[][];
+    // The trailing len, run (and rn) columns are the budget's, not the event's.
+    const extra = how.sorted ? 3 : 2;
+    let reached = 0;
+    const rows = (r.rows as unknown as (string | null)[][]).map((row) => {
+      reached = Math.max(reached, Number(row[row.length - extra + 1] ?? 0));
+      return row.slice(0, row.length - extra);
+    });
+    return { rows, capped: reached > how.budget };
   }
 }
 

@@ -3,10 +3,10 @@ import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
 import { foldBatch, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
-import { mapEach, readAhead } from './pipeline.js';
+import { BATCHES_IN_FLIGHT, ByteBudget, mapEach, PREFILL_MEMORY_BYTES, readAhead } from './pipeline.js';
 import { statesShape, type StatesShape } from './bookkeeping.js';
 import { ensureTables } from './ddl.js';
-import { countBacklog, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
+import { countBacklog, DEFAULT_BATCH_BYTES, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
 import { OffsetCounter, readStates, type CurrentState } from './state.js';
 import type { ProjectionEvent } from './types.js';
@@ -98,6 +98,13 @@ class StreamSlots {
 
 const slotsOf = new WeakMap<Database, StreamSlots>();
 
+/** The event text all prefill streams of this process hold at once (see PREFILL_MEMORY_BYTES). */
+const memory = new ByteBudget(PREFILL_MEMORY_BYTES);
+/** What a stream asks for per batch: a full pipeline's share of the budget, at most a reader's default. */
+const BATCH_SHARE = Math.min(DEFAULT_BATCH_BYTES, Math.floor(PREFILL_MEMORY_BYTES / BATCHES_IN_FLIGHT));
+/** Less than this free, a stream waits for others to write rather than read a smaller batch. */
+const LEAST_SHARE = Math.floor(BATCH_SHARE / 8);
+
 function streamSlots(database: Database): StreamSlots {
   let slots = slotsOf.get(database);
   if (!slots) {
@@ -164,7 +171,7 @@ async function withPrefillSession<T>(database: Database, fn: (client: pg.PoolCli
  * stream reads its group's instances in chunks, see chunkInstances). A stream is a pipeline: while one
  * batch is written (in bulk, with the new positions of the instances it touched, in one transaction),
  * the next is read and folded. Memory is bounded by three batches per stream (being read, being folded,
- * being written).
+ * being written), and in bytes by one budget shared by every stream of the process (PREFILL_MEMORY_BYTES).
  */
 export async function prefillProjection(
   database: Database,
@@ -211,11 +218,14 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
   const transfer: RowTransfer = { copy: true };
   const failed = new AbortController();
   const outcomes = await Promise.allSettled(splitInstances(plan.backlog, plan.streams).map(async (group) => {
+    // The budget's bytes of this stream's batches read and not yet written, oldest first.
+    const held: number[] = [];
     try {
       await withPrefillSession(database, (reading) => withPrefillSession(database, async (writer) => {
-        const folded = readAhead(mapEach(readAhead(readBatches(reading, model, group, options.endPoint, plan)), foldWith(model, group, plan.states)));
+        const folded = readAhead(mapEach(readAhead(readBatches(reading, model, group, options.endPoint, plan, held)), foldWith(model, group, plan.states)));
         for await (const batch of folded) {
           const outcome = await writeBatch(writer, model, batch, transfer, plan.shape);
+          memory.give(held.shift() ?? 0);
           result.events += batch.events.length;
           result.failedEvents += outcome.failed;
           result.batches++;
@@ -229,6 +239,8 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
     } catch (err) {
       failed.abort(err);
       throw err;
+    } finally {
+      memory.give(held.splice(0).reduce((n, b) => n + b, 0));
     }
   }));
   const failure = outcomes.find((o) => o.status === 'rejected');
@@ -237,14 +249,31 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
   return { ...result, atHead: false };
 }
 
-/** The read stage: a group's batches, its instances in chunks (see chunkInstances), chunk after chunk. */
+/**
+ * The read stage: a group's batches, its instances in chunks (see chunkInstances), chunk after chunk.
+ * Each batch is read within a share of the process's memory budget; its bytes are pushed onto `held`
+ * and given back by the write stage once the batch is written.
+ */
 async function* readBatches(
-  reading: pg.ClientBase, model: ProjectionModel, group: readonly Backlog[], endPoint: string, plan: StreamPlan,
+  reading: pg.ClientBase, model: ProjectionModel, group: readonly Backlog[], endPoint: string, plan: StreamPlan, held: number[],
 ): AsyncGenerator<ProjectionEvent[]> {
   for (const chunk of chunkInstances(group, plan.batchSize)) {
     const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: plan.states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
     const reader = new StreamReader(reading, model, starts, endPoint, plan.batchSize, chunk.reduce((n, b) => n + b.events, 0));
-    for (let batch = await reader.next(); batch; batch = await reader.next()) yield batch;
+    for (;;) {
+      const granted = await memory.take(BATCH_SHARE, LEAST_SHARE);
+      let batch: ProjectionEvent[] | null;
+      try {
+        batch = await reader.next(granted);
+      } finally {
+        memory.give(granted);
+      }
+      if (!batch) break;
+      // A batch over its share is a single event larger than it: taken all the same.
+      memory.force(reader.lastBytes);
+      held.push(reader.lastBytes);
+      yield batch;
+    }
   }
 }
 

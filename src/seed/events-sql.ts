@@ -103,8 +103,8 @@ const PAYLOADS: Readonly<Record<string, string>> = {
   'oidc_session.refresh_token.added': obj(`'id'`, `'rt_' || (e.base + 16 * (e.k & 4294967295) + 9)`, `'lifetime'`, '7776000000000000', `'idleLifetime'`, '2592000000000000'),
 };
 
-/** The payload expression over the row `e` of {@link insertEventsSql}. */
-function payloadSql(): string {
+/** The payload expression over the row `e` of {@link insertEventsSql}; `samlMetadataBytes` adds the SAML config's. */
+function payloadSql(samlMetadataBytes?: number): string {
   // CASE tests its arms in order: the frequent login-flow types go first, the NULL ones included.
   const hot = Object.keys(PAYLOADS).filter((t) => /^(auth_request|oidc_session|session)\./.test(t));
   const arms = [
@@ -112,8 +112,37 @@ function payloadSql(): string {
     ['auth_request.code.exchanged', 'NULL'],
     ['auth_request.succeeded', 'NULL'],
     ...Object.entries(PAYLOADS).filter(([t]) => !hot.includes(t)),
+    ...(samlMetadataBytes !== undefined ? [[SAML_CONFIG_ADDED, samlPayloadSql(samlMetadataBytes)]] : []),
   ];
   return `CASE e.event_type ${arms.map(([type, expr]) => `WHEN '${type}' THEN ${expr}`).join('\n  ')} END`;
+}
+
+/** The event type of a SAML app's configuration (written only with `samlMetadataBytes`, see scenes.ts samlApps). */
+export const SAML_CONFIG_ADDED = 'project.application.config.saml.added';
+/** Longest `--saml-metadata-bytes`. */
+export const MAX_SAML_METADATA_BYTES = 4 * 1024 * 1024;
+/** Distinct staged metadata texts (see samlPadTableSql). */
+const SAML_TEXTS = 16;
+
+/**
+ * A SAML config's payload: `appId`, `entityId` and `metadata`, an XML entity descriptor of `bytes` bytes
+ * (a staged hex text inside the XML), base64-encoded without line breaks as Go's encoding/json writes a
+ * []byte (spec zitadel-handoff.md §3.5).
+ */
+function samlPayloadSql(bytes: number): string {
+  const entity = `'https://' || ${S}.project_slug(e.project_id) || '.example.com/saml/' || e.app`;
+  const xml = `'<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="' || ${entity} || '"><!--'
+    || substr((SELECT sp.t FROM ${S}.saml_pad sp WHERE sp.v = ${hv(97)} % ${SAML_TEXTS}), 1, greatest(0, ${bytes} - 120 - octet_length(${entity})))
+    || '--></md:EntityDescriptor>'`;
+  return obj(`'appId'`, 'e.app::text', `'entityId'`, entity, `'metadata'`, `translate(encode(convert_to(${xml}, 'UTF8'), 'base64'), E'\n', '')`);
+}
+
+/** The staged SAML metadata texts: {@link SAML_TEXTS} hex strings of `bytes` characters, derived from the seed. */
+export function samlPadTableSql(seed: number, bytes: number): string {
+  return `CREATE UNLOGGED TABLE ${S}.saml_pad AS
+SELECT v, (SELECT string_agg(md5('${seed}/saml/' || v || '/' || g), '' ORDER BY g) FROM generate_series(1, ${Math.ceil(bytes / 32)}) g) AS t
+FROM generate_series(0, ${SAML_TEXTS - 1}) v;
+ALTER TABLE ${S}.saml_pad ADD PRIMARY KEY (v)`;
 }
 
 /** The ids of the login-flow aggregates of a scene row `r` (sessions, OIDC sessions, auth requests). */
@@ -161,6 +190,8 @@ export interface EventShape {
   readonly payloadBytes?: number;
   /** Events of an instance share one creation_date in consecutive groups of this many. */
   readonly eventsPerTx?: number;
+  /** The SAML configs' metadata is about this many bytes (before base64); their payloads are not padded further. */
+  readonly samlMetadataBytes?: number;
 }
 
 /**
@@ -174,7 +205,7 @@ export function insertEventsSql(seed: number, shape: EventShape = {}): string {
   // A group's events take its first event's date (dates stay monotonic: groups follow the sequence).
   const cd = grouped ? 'e.gcd' : 'e.cd';
   const txOrd = grouped ? `(e.seq - 1) % ${shape.eventsPerTx}` : 'e.ord';
-  const payload = shape.payloadBytes !== undefined ? 'pl.p' : payloadSql();
+  const payload = shape.payloadBytes !== undefined ? 'pl.p' : payloadSql(shape.samlMetadataBytes);
   const inner = `
   SELECT r.inst, r.off + t.ord + 1 AS seq, t.ord, t.event_type, r.kind, r.k, i.base, i.instance_id, i.name AS iname, i.domain,
     r.org_id, r.user_id, r.project_id, ${ids.session} AS session_id,
@@ -210,7 +241,7 @@ SELECT md5('${seed}/' || e.instance_id || '/' || e.seq)::uuid, e.event_type, ${A
   ${cd}, CASE WHEN ${cd} >= $3::timestamptz THEN ${cd} + (1 + ${txOrd}) * interval '1 microsecond' ELSE ${cd} END,
   ${payload},
   e.editor, e.service, e.owner, e.instance_id
-FROM ${source}${shape.payloadBytes !== undefined ? paddedPayloadJoin(shape.payloadBytes) : ''}`;
+FROM ${source}${shape.payloadBytes !== undefined ? paddedPayloadJoin(shape.payloadBytes, shape.samlMetadataBytes) : ''}`;
 }
 
 /**
@@ -218,10 +249,10 @@ FROM ${source}${shape.payloadBytes !== undefined ? paddedPayloadJoin(shape.paylo
  * one of the staged hex texts (hardly compressible, as encrypted or encoded values are). NULL payloads
  * stay NULL; payloads already that large are kept as they are.
  */
-function paddedPayloadJoin(bytes: number): string {
+function paddedPayloadJoin(bytes: number, samlMetadataBytes?: number): string {
   // `, "padding": ""` adds 15 characters to the object's text.
   return `
-CROSS JOIN LATERAL (SELECT ${payloadSql()} AS raw) pr
+CROSS JOIN LATERAL (SELECT ${payloadSql(samlMetadataBytes)} AS raw) pr
 CROSS JOIN LATERAL (SELECT CASE WHEN pr.raw IS NULL OR octet_length(pr.raw::text) + 15 >= ${bytes} THEN pr.raw
   ELSE pr.raw || jsonb_build_object('padding', substr((SELECT pd.t FROM ${S}.pad pd WHERE pd.v = ${S}.h(e.k * 64 + e.ord, 96) % ${PAD_TEXTS}),
     1, ${bytes} - 15 - octet_length(pr.raw::text))) END AS p) pl`;

@@ -12,11 +12,13 @@ import type pg from 'pg';
 import type { Database } from '../db/connection.js';
 import { ConfigError, RefusedError } from '../errors.js';
 import { LEGACY_EVENTS_INDEXES, LEGACY_EVENTS_TABLE, LEGACY_MILESTONES_TABLE } from '../schema.js';
-import { INSERT_SYSTEM_EVENTS_SQL, MAX_PAYLOAD_BYTES, insertEventsSql, padTableSql, type EventShape } from './events-sql.js';
+import {
+  INSERT_SYSTEM_EVENTS_SQL, MAX_PAYLOAD_BYTES, MAX_SAML_METADATA_BYTES, insertEventsSql, padTableSql, samlPadTableSql, type EventShape,
+} from './events-sql.js';
 import { HANDLER_ROWS_SQL, HANDLER_TABLES_SQL, INSERT_UNIQUE_CONSTRAINTS_SQL } from './handlers-sql.js';
 import { planSeed, type InstancePlan, type SeedPlan } from './instances.js';
 import { INSERT_MILESTONES_SQL } from './milestones-sql.js';
-import { MEAN_SCENE_EVENTS, templateRows } from './scenes.js';
+import { MEAN_SCENE_EVENTS, samlApps, templateRows } from './scenes.js';
 import {
   FILL_INSTANCES_SQL, FILL_TEMPLATES_SQL, POOL_SQL, RESOLVE_SQL, SCENES_SQL, SHORT_INSTANCES_SQL, STAGE, STAGE_TABLES_SQL,
   generateScenesSql, helperFunctionsSql,
@@ -25,7 +27,7 @@ import { applyUpgrades, type UpgradeSummary } from './upgrade.js';
 import { ZITADEL_VERSIONS, isZitadelVersion, migrationConstraints, type ZitadelVersion } from './zitadel-steps.js';
 
 export { minimumEvents } from './instances.js';
-export { MAX_PAYLOAD_BYTES } from './events-sql.js';
+export { MAX_PAYLOAD_BYTES, MAX_SAML_METADATA_BYTES } from './events-sql.js';
 export { ZITADEL_VERSIONS, isZitadelVersion, type ZitadelVersion } from './zitadel-steps.js';
 
 /** The phases of a seed, in order. */
@@ -49,6 +51,11 @@ export interface SeedOptions {
   readonly payloadBytes?: number;
   /** Consecutive events of an instance share one creation_date (one transaction) in groups of this many. Default: per push. */
   readonly eventsPerTx?: number;
+  /**
+   * The apps of `app_api` scenes are SAML apps whose metadata is about this many bytes (at most 4 MiB;
+   * base64 in the payload): large payloads, as SAML metadata is in ZITADEL. Default: no SAML apps.
+   */
+  readonly samlMetadataBytes?: number;
   /** Called as events are written: events done so far and the total. */
   readonly onProgress?: (done: number, total: number) => void;
   /** Called as each phase starts: `stage`, `load` (then onProgress), `indexes`, `milestones`, `analyze`, `upgrade`. */
@@ -79,6 +86,7 @@ export function checkSeedOptions(options: SeedOptions): void {
   positive('--aggregates', options.aggregates);
   positive('--payload-bytes', options.payloadBytes, MAX_PAYLOAD_BYTES);
   positive('--events-per-tx', options.eventsPerTx);
+  positive('--saml-metadata-bytes', options.samlMetadataBytes, MAX_SAML_METADATA_BYTES);
   try {
     planSeed(options.events, options.instances, options.seed ?? 1);
   } catch (err) {
@@ -152,7 +160,10 @@ export async function seedLegacy(database: Database, options: SeedOptions): Prom
       seed,
       systemEvents: plan.systemEvents.length,
       removedInstances: plan.instances.filter((i) => i.removed).map((i) => i.instanceId),
-      shape: { aggregates: options.aggregates ?? null, payloadBytes: options.payloadBytes ?? null, eventsPerTx: options.eventsPerTx ?? null },
+      shape: {
+        aggregates: options.aggregates ?? null, payloadBytes: options.payloadBytes ?? null, eventsPerTx: options.eventsPerTx ?? null,
+        samlMetadataBytes: options.samlMetadataBytes ?? null,
+      },
       upgrade: upgrade satisfies UpgradeSummary,
       timings: { stageMs, loadMs, indexMs, upgradeMs: Date.now() - upgradeStarted },
     };
@@ -162,7 +173,10 @@ export async function seedLegacy(database: Database, options: SeedOptions): Prom
 }
 
 function eventShape(options: SeedOptions): EventShape {
-  return { foldAggregates: options.aggregates !== undefined, payloadBytes: options.payloadBytes, eventsPerTx: options.eventsPerTx };
+  return {
+    foldAggregates: options.aggregates !== undefined, payloadBytes: options.payloadBytes, eventsPerTx: options.eventsPerTx,
+    samlMetadataBytes: options.samlMetadataBytes,
+  };
 }
 
 /** The legacy setup runs' events and the unique constraints their pushes left. */
@@ -218,7 +232,7 @@ async function stage(pool: pg.Pool, plan: SeedPlan, seed: number, options: SeedO
     is.map((i) => i.inst), is.map((i) => i.instanceId), is.map((i) => i.base), is.map((i) => i.name), is.map((i) => i.budget),
     is.map((i) => i.activity), is.map((i) => i.removed), is.map((i) => i.start), is.map((i) => i.spanUs),
   ]);
-  const t = templateRows();
+  const t = options.samlMetadataBytes !== undefined ? samlApps(templateRows()) : templateRows();
   await pool.query(FILL_TEMPLATES_SQL, [
     t.map((r) => r.kind), t.map((r) => r.ord), t.map((r) => r.push), t.map((r) => r.agg), t.map((r) => r.eventType),
     t.map((r) => r.editor), t.map((r) => r.service), t.map((r) => r.arg),
@@ -230,6 +244,7 @@ async function stage(pool: pg.Pool, plan: SeedPlan, seed: number, options: SeedO
   await pool.query(RESOLVE_SQL);
   if (options.aggregates !== undefined) await pool.query(POOL_SQL, [options.aggregates]);
   if (options.payloadBytes !== undefined) await pool.query(padTableSql(seed, options.payloadBytes));
+  if (options.samlMetadataBytes !== undefined) await pool.query(samlPadTableSql(seed, options.samlMetadataBytes));
   await pool.query(`ANALYZE ${STAGE}.scene_r, ${STAGE}.tpl, ${STAGE}.inst`);
 }
 

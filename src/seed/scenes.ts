@@ -211,6 +211,16 @@ export function templateRows(kinds: readonly SceneKind[] = SCENE_KINDS): Templat
 }
 
 /**
+ * The template rows with SAML apps: the API app of an `app_api` scene gets a SAML configuration instead
+ * (`project.application.config.saml.added`, its payload from events-sql.ts). The scenes, their events and
+ * ids stay the same; only that event's type changes. For `zsetup seed --saml-metadata-bytes`.
+ */
+export function samlApps(rows: readonly TemplateRow[]): TemplateRow[] {
+  return rows.map((r) => (r.kind === 'app_api' && r.eventType === 'project.application.config.api.added'
+    ? { ...r, eventType: 'project.application.config.saml.added' } : r));
+}
+
+/**
  * The setup steps an older reference installation (before v2.39) recorded as `system.migration.*`
  * events, in order. 12 and 13 are not among them: this installation's last legacy upgrade predates them.
  */

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ProgressMeter } from '../../progress.js';
 import {
-  MAX_PAYLOAD_BYTES, ZITADEL_VERSIONS, checkSeedOptions, dropSeedTargets, seedLegacy, type SeedOptions, type SeedSummary, type ZitadelVersion, type SeedPhase,
+  MAX_PAYLOAD_BYTES, MAX_SAML_METADATA_BYTES, ZITADEL_VERSIONS, checkSeedOptions, dropSeedTargets, seedLegacy, type SeedOptions, type SeedSummary, type ZitadelVersion, type SeedPhase,
 } from '../../seed/index.js';
 import { formatCount, formatDuration } from '../format.js';
 import { withCommonOptions, withSession, type CommonFlags, type Session } from '../session.js';
@@ -14,6 +14,7 @@ interface SeedFlags extends CommonFlags {
   readonly aggregates?: number;
   readonly payloadBytes?: number;
   readonly eventsPerTx?: number;
+  readonly samlMetadataBytes?: number;
   readonly reset?: boolean;
 }
 
@@ -30,6 +31,7 @@ export function seedCommand(): Command {
     .option('--aggregates <n>', 'about this many distinct aggregates: logins reuse a pool of sessions, OIDC sessions and auth requests (default: one per ~5 events)', positiveInt)
     .option('--payload-bytes <n>', `pad each payload to about n bytes of JSON (1…${MAX_PAYLOAD_BYTES}; default: natural, ~100–400)`, positiveInt)
     .option('--events-per-tx <n>', 'consecutive events of an instance share one creation_date / transaction, n at a time (default: per push, 1–23)', positiveInt)
+    .option('--saml-metadata-bytes <n>', `the API apps of app scenes are SAML apps with metadata of about n bytes (1…${MAX_SAML_METADATA_BYTES}; default: no SAML apps)`, positiveInt)
     .option('--reset', 'first drop the schemas adminapi, auth, eventstore, projections and zsetup (everything zsetup and the seed wrote)')
     .addHelpText('after', `
 Examples:
@@ -40,6 +42,7 @@ Examples:
   $ zsetup seed --zitadel-version v2.71 --reset        # a database ZITADEL v2 already moved to events2
   $ zsetup seed --zitadel-version v4 --reset           # the newest: current_states.in_tx_order, newer steps recorded
   $ zsetup seed --events 2000000 --instances 24 --aggregates 10000 --payload-bytes 200 --events-per-tx 8 --reset
+  $ zsetup seed --events 500000 --payload-bytes 4096 --saml-metadata-bytes 1000000 --reset   # large payloads
 
 The same --seed and options give the same rows. Every shape option left out keeps the rows as without it.
 Refuses (exit 5) when the database already has eventstore.events, events_old or events2, or the schemas
@@ -65,6 +68,7 @@ function seedOptions(flags: SeedFlags): SeedOptions {
   return {
     events: flags.events, instances: flags.instances, seed: flags.seed, zitadelVersion: flags.zitadelVersion,
     aggregates: flags.aggregates, payloadBytes: flags.payloadBytes, eventsPerTx: flags.eventsPerTx,
+    samlMetadataBytes: flags.samlMetadataBytes,
   };
 }
 
