@@ -7,11 +7,12 @@ type Values = Readonly<Record<string, ColumnValue>>;
 /**
  * The net effect of a segment on one row: a full row, a partial update of a stored row, or a deletion.
  * `replaced` marks a row written over a deletion of the same segment: its stored version is gone.
+ * `since` is the segment's count of changes when the key last became a full row (see Cascade).
  * `needsParent` marks a child row whose parent the segment did not write: only the database can tell
  * whether the insert fails.
  */
 type Entry =
-  | { kind: 'row'; row: Record<string, ColumnValue>; replaced: boolean; needsParent: boolean }
+  | { kind: 'row'; row: Record<string, ColumnValue>; replaced: boolean; needsParent: boolean; since: number }
   | { kind: 'patch'; key: Values; set: Record<string, ColumnValue>; copies?: Record<string, string> }
   | { kind: 'deleted'; key: Values };
 
@@ -26,6 +27,8 @@ export interface TableWrites {
   readonly cascades: ReadonlyMap<string, readonly Cascade[]>;
   readonly deletes: readonly Values[];
   readonly upserts: readonly Values[];
+  /** Per upsert, the segment's count of changes when its key became a full row (see Cascade). */
+  readonly heldSince: readonly number[];
   /**
    * Partial updates; `copies` (target → source column) set a column to the stored value of another
    * one, read before the same statement's `set` (an UPDATE's SET reads the old row).
@@ -34,13 +37,15 @@ export interface TableWrites {
 }
 
 /**
- * One `deleteWhere` of a segment, as written: a DELETE of the stored rows matching `match`, except the
- * rows with the keys in `except` (parents the segment upserted, not matching, before the deleteWhere:
- * one by one, the deleteWhere met the upserted row and kept it and its children).
+ * One `deleteWhere` of a segment, as written: a DELETE of the stored rows matching `match`. With
+ * `sparesBefore`, it spares the stored rows whose key is one of the segment's full rows held since before
+ * that count of changes: one by one, the deleteWhere met the upserted row, which did not match (or the
+ * fold would have deleted it by key), and kept it and its children. Set for tables with children only:
+ * without children the DELETE does no harm, the upsert writes the row again.
  */
 export interface Cascade {
   readonly match: Values;
-  readonly except: readonly Values[];
+  readonly sparesBefore: number | null;
 }
 
 /** A folded batch: its segments, each to be written (per table, see TableWrites) after the one before. */
@@ -123,16 +128,18 @@ export class BatchFold {
 }
 
 /**
- * What a deleteWhere removes from the fold (`rows`) and which stored rows its DELETE spares (`except`,
- * by key string), or 'segment' when it must start a new segment.
+ * What a deleteWhere removes from the fold (`rows`) and which stored rows its DELETE spares (see
+ * Cascade), or 'segment' when it must start a new segment.
  */
-type Removal = { readonly rows: readonly { readonly t: TableModel; readonly key: Values }[]; readonly except: Map<string, Values> } | 'segment';
+type Removal = { readonly rows: readonly { readonly t: TableModel; readonly key: Values }[]; readonly sparesBefore: number | null } | 'segment';
 
 /** The fold of a run of changes that one set of bulk statements writes exactly (see BatchFold). */
 class Segment {
   private readonly entries = new Map<TableModel, Map<string, Entry>>();
   /** Per table, signature of matched columns, and match: the deleteWhere and the keys its DELETE spares. */
-  private readonly cascades = new Map<TableModel, Map<string, Map<unknown, { match: Values; except: Map<string, Values> }>>>();
+  private readonly cascades = new Map<TableModel, Map<string, Map<unknown, { match: Values; sparesBefore: number | null }>>>();
+  /** Changes applied so far (see Cascade). */
+  private clock = 0;
   /**
    * For each table and set of columns a `deleteWhere` matched on: the keys of the folded full rows by
    * their values in those columns, so each `deleteWhere` visits only the rows it deletes. Built on the
@@ -157,6 +164,7 @@ class Segment {
 
   /** Folds one change; false (nothing changed) when it must go to a new segment. */
   apply(op: Op): boolean {
+    this.clock++;
     switch (op.kind) {
       case 'upsert':
         return this.upsert(op.table, op.row as Record<string, ColumnValue>);
@@ -226,7 +234,7 @@ class Segment {
     const map = this.entries.get(t)!;
     const before = map.get(k);
     const replaced = before?.kind === 'deleted' || (before?.kind === 'row' && before.replaced);
-    map.set(k, { kind: 'row', row, replaced, needsParent });
+    map.set(k, { kind: 'row', row, replaced, needsParent, since: before?.kind === 'row' ? before.since : this.clock });
     for (const index of this.matchIndexes.get(t)!.values()) index.add(k, row);
     return true;
   }
@@ -296,25 +304,25 @@ class Segment {
     const removal = this.removal(t, match, cols);
     if (removal === 'segment') return false;
     if (this.removesRequired(t, removal.rows.map((r) => keyString(r.t, r.key)))) return false;
-    this.cascade(t, match, removal.rows, removal.except);
+    this.cascade(t, match, removal.rows, removal.sparesBefore);
     return true;
   }
 
   /**
-   * Records the DELETE of stored rows matching `match` but those keyed in `except`, and removes the
-   * folded rows it matches. The same match again in the segment spares only the keys both spare: a
-   * stored row the earlier one deleted stays deleted, and one it spared was replaced by a folded row
-   * that the later one either spares too or deletes by key.
+   * Records the DELETE of stored rows matching `match` (sparing some, see Cascade), and removes the
+   * folded rows it matches. The same match again in the segment spares only what both spare: a stored
+   * row the earlier one deleted stays deleted, and a full row the later one does not spare was deleted
+   * by key in between.
    */
-  private cascade(t: TableModel, match: Values, rows: readonly { t: TableModel; key: Values }[], except = new Map<string, Values>()): void {
+  private cascade(t: TableModel, match: Values, rows: readonly { t: TableModel; key: Values }[], sparesBefore: number | null = null): void {
     const cols = Object.keys(match).sort();
     const sig = cols.join(',');
     let group = this.cascades.get(t)!.get(sig);
     if (!group) this.cascades.get(t)!.set(sig, (group = new Map()));
     const mk = matchKey(cols, match);
     const earlier = group.get(mk);
-    if (!earlier) group.set(mk, { match, except });
-    else for (const k of [...earlier.except.keys()]) if (!except.has(k)) earlier.except.delete(k);
+    if (!earlier) group.set(mk, { match, sparesBefore });
+    else if (earlier.sparesBefore !== null) earlier.sparesBefore = sparesBefore === null ? null : Math.min(earlier.sparesBefore, sparesBefore);
     for (const r of rows) this.remove(r.t, r.key);
   }
 
@@ -325,7 +333,7 @@ class Segment {
    */
   private removal(t: TableModel, match: Values, cols: readonly string[]): Removal {
     const entries = this.entries.get(t)!;
-    if (entries.size === 0) return { rows: [], except: new Map() };
+    if (entries.size === 0) return { rows: [], sparesBefore: null };
     if (cols.some((c) => !DECIDABLE.has(t.columns.get(c)!.type))) return 'segment';
     const rows: { t: TableModel; key: Values }[] = [...this.matchingRows(t, match)];
     const patched = this.patched.get(t)!;
@@ -338,25 +346,7 @@ class Segment {
         rows.push({ t, key: e.key });
       }
     }
-    return { rows, except: t.children.length ? this.upsertedParents(t, match, cols) : new Map() };
-  }
-
-  /**
-   * The full rows of `t` that do not match, upserted over a stored row that might (same key columns):
-   * the DELETE would take that stored row and its children, which one-by-one application keeps (its
-   * deleteWhere met the upserted row). Their keys, to be spared by the DELETE. Without children the
-   * DELETE does no harm: the upsert writes the row again.
-   */
-  private upsertedParents(t: TableModel, match: Values, cols: readonly string[]): Map<string, Values> {
-    const keyCols = cols.filter((c) => t.primaryKey.includes(c));
-    const spared = new Map<string, Values>();
-    for (const [k, e] of this.entries.get(t)!) {
-      if (e.kind !== 'row' || e.replaced) continue;
-      if (keyCols.every((c) => sameValue(e.row[c], match[c])) && !cols.every((c) => sameValue(e.row[c], match[c]))) {
-        spared.set(k, Object.fromEntries(t.primaryKey.map((pk) => [pk, e.row[pk]])));
-      }
-    }
-    return spared;
+    return { rows, sparesBefore: t.children.length ? this.clock : null };
   }
 
   /** The keys of the folded full rows of `t` that match, found through the match index. */
@@ -385,14 +375,18 @@ class Segment {
     return this.model.tables.map((table) => {
       const deletes: Values[] = [];
       const upserts: Values[] = [];
+      const heldSince: number[] = [];
       const patches: { key: Values; set: Values; copies?: Readonly<Record<string, string>> }[] = [];
       for (const e of this.entries.get(table)!.values()) {
         if (e.kind === 'deleted') deletes.push(e.key);
-        else if (e.kind === 'row') upserts.push(e.row);
+        else if (e.kind === 'row') {
+          upserts.push(e.row);
+          heldSince.push(e.since);
+        }
         else patches.push(e.copies && Object.keys(e.copies).length ? { key: e.key, set: e.set, copies: e.copies } : { key: e.key, set: e.set });
       }
-      const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()].map((c) => ({ match: c.match, except: [...c.except.values()] }))]));
-      return { table, cascades, deletes, upserts, patches };
+      const cascades = new Map([...this.cascades.get(table)!].map(([sig, m]) => [sig, [...m.values()].map((c) => ({ ...c }))]));
+      return { table, cascades, deletes, upserts, heldSince, patches };
     });
   }
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { TableWrites } from './fold.js';
+import type { Cascade, TableWrites } from './fold.js';
 import type { Op, TableModel } from './model.js';
 import type { ColumnType, ColumnValue } from './types.js';
 
@@ -52,8 +52,32 @@ export interface BulkPlan {
   readonly after: BatchStatement[];
 }
 
-/** The JSON key of a match's spared rows: column names are lower-case identifiers, so none is this. */
-const SPARED = 'zsetup:spared';
+/**
+ * The DELETE of a segment's matches of one signature that spare the stored rows of the segment's full
+ * rows held since before them (see Cascade): the matches carry their count under `zsetup:before`, the
+ * full rows' keys theirs under `zsetup:since` (column names are lower-case identifiers, so no column,
+ * nor the query's own column of that name, collides). The held keys are read once (MATERIALIZED), as the anti join's hashed side.
+ */
+function sparingDelete(w: TableWrites, cols: readonly string[], cascades: readonly Cascade[]): BatchStatement {
+  const t = qt(w.table.name);
+  const pk = w.table.primaryKey;
+  const held = w.upserts.map((row, i) => {
+    const key: Record<string, unknown> = { 'zsetup:since': w.heldSince[i] };
+    for (const c of pk) key[c] = row[c];
+    return key;
+  });
+  return {
+    text: `WITH held AS MATERIALIZED (
+             SELECT x.*, (h.v->>'zsetup:since')::int AS "zsetup:since" FROM json_array_elements($2::json) AS h(v), LATERAL json_populate_record(NULL::${t}, h.v) AS x)
+           DELETE FROM ${t} AS t
+           USING (SELECT r.*, (m.v->>'zsetup:before')::int AS "zsetup:before" FROM json_array_elements($1::json) AS m(v), LATERAL json_populate_record(NULL::${t}, m.v) AS r) AS r
+           WHERE ${eq(cols, 't', 'r')} AND NOT EXISTS (SELECT 1 FROM held x WHERE ${eq(pk, 't', 'x')} AND x."zsetup:since" < r."zsetup:before")`,
+    values: [
+      JSON.stringify(cascades.map((c) => (c.sparesBefore === null ? c.match : { ...c.match, 'zsetup:before': c.sparesBefore }))),
+      JSON.stringify(held),
+    ],
+  };
+}
 
 /** The plan that writes a folded batch; with `copy`, new rows are sent with COPY instead of upserted. */
 export function bulkStatements(writes: readonly TableWrites[], copy = false): BulkPlan {
@@ -65,16 +89,8 @@ export function bulkStatements(writes: readonly TableWrites[], copy = false): Bu
       add(plan.before, `DELETE FROM ${t} AS t USING ${rowsOf(t)} AS r WHERE ${eq(cols, 't', 'r')}`, rows);
     for (const [sig, cascades] of w.cascades) {
       const cols = sig.split(',');
-      if (cascades.every((c) => c.except.length === 0)) deleteMatching(cols, cascades.map((c) => c.match));
-      else {
-        // Each match carries the keys its DELETE spares (see Cascade) under a key no column can have.
-        add(
-          plan.before,
-          `DELETE FROM ${t} AS t USING json_array_elements($1::json) AS m(v), LATERAL json_populate_record(NULL::${t}, m.v) AS r
-           WHERE ${eq(cols, 't', 'r')} AND NOT EXISTS (SELECT 1 FROM json_populate_recordset(NULL::${t}, m.v->'${SPARED}') AS x WHERE ${eq(w.table.primaryKey, 't', 'x')})`,
-          cascades.map((c) => (c.except.length ? { ...c.match, [SPARED]: c.except } : c.match)),
-        );
-      }
+      if (cascades.every((c) => c.sparesBefore === null)) deleteMatching(cols, cascades.map((c) => c.match));
+      else plan.before.push(sparingDelete(w, cols, cascades));
     }
     if (w.deletes.length) deleteMatching(w.table.primaryKey, w.deletes);
   }
