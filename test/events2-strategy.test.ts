@@ -2,6 +2,9 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/connection.js';
 import { chooseStrategy, readServerResources, type ServerResources } from '../src/events2/strategy.js';
+import { planMigrate } from '../src/plan.js';
+import { migrate } from '../src/migrate.js';
+import { offlineStep, seedAwkwardLegacy } from './events2-support.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 
 const MB = 1024 * 1024;
@@ -115,5 +118,28 @@ describe('readServerResources on a real server', () => {
       return readServerResources(tx, 'eventstore.events2');
     });
     expect(r.maintenanceWorkMemBytes).toBe(96 * MB);
+  });
+});
+
+describe('the strategy in the dry-run and in the run', () => {
+  let tdb: TestDatabase | undefined;
+  afterAll(async () => tdb?.drop());
+
+  it('the plan states the strategy the build then logs and uses', async () => {
+    tdb = await createTestDatabase('stratp');
+    await seedAwkwardLegacy(tdb, 200);
+    const database = await tdb.open();
+    const plan = await planMigrate(database, { steps: [offlineStep], stepOptions: { concurrency: 3, exact: true } });
+    const planned = String(plan.steps[0].plan?.details.strategy);
+    expect(planned).toMatch(/^3 index builds at once with 1 parallel worker\(s\) each and maintenance_work_mem \d+MB \(3 CPU\(s\) by --concurrency; /);
+    const logs: string[] = [];
+    const result = await migrate(database, {
+      steps: [offlineStep], lockWaitMs: 10_000, stepOptions: { concurrency: 3, exact: false }, version: 'test',
+      onEvent: (e) => { if (e.type === 'log') logs.push(e.message); },
+    });
+    expect(result.steps[0].status).toBe('succeeded');
+    const used = logs.find((m) => m.startsWith('events2 indexes: '))?.slice('events2 indexes: '.length);
+    // Builds and workers as planned; the memory and the table size are the source's in the plan, events2's in the build.
+    expect(used?.replace(/\d+MB/g, 'N')).toBe(planned.replace(/\d+MB/g, 'N'));
   });
 });

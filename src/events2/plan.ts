@@ -40,9 +40,8 @@ export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'onli
     'eventstore.events_old is kept as the rollback path; drop it yourself once the new version runs well',
   ];
   if (!count.exact) notes.push('event count is PostgreSQL\'s estimate; --exact counts them');
-  // Sized by the source: events2's main fork will be about as large.
+  // Sized by the source; the build sizes the memory by events2's main fork, which is about as large.
   const strategy = await strategyFor(ctx.tx, source, ctx.options.concurrency);
-  notes.push(`strategy: ${strategy.reason}`);
   const onlineDetails = online ? await planOnline(ctx, situation, sample, notes) : {};
   return {
     action,
@@ -60,7 +59,7 @@ export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'onli
       sampleRows: sample.rows,
       sampleMs: Math.round(sample.ms),
       concurrency: ctx.options.concurrency,
-      strategy,
+      strategy: strategy.reason,
     },
     estimatedSeconds: Math.round(estimateSeconds(count.rows, sample, ctx.options.concurrency)),
     notes,
