@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/connection.js';
 import { abortMove } from '../src/events2/abort.js';
 import {
-  DEFAULT_THROTTLE, heldBack, initialThrottle, nextThrottle, throttleLevels, type ThrottleSettings, type ThrottleState,
+  budgetCap, DEFAULT_THROTTLE, heldBack, initialThrottle, nextThrottle, throttleLevels, type ThrottleSettings, type ThrottleState,
 } from '../src/events2/throttle.js';
 import { migrate } from '../src/migrate.js';
 import type { RunContext, Step, StepOptions } from '../src/step.js';
@@ -69,6 +69,27 @@ describe('throttle decisions (pure)', () => {
     for (let i = 1; i < levels.length; i++) expect(levels[i - 1] - levels[i]).toBeLessThanOrEqual(1);
   });
 
+  it('keeps within its time budget: the whole ladder until it held back (maxSlowdown − 1) × the time copied, then only the shallow rungs', () => {
+    const levels = throttleLevels(2);
+    const s = { ...DEFAULT_THROTTLE, maxSlowdown: 2, budgetGraceMs: 1000 };
+    expect(budgetCap(levels, 2, 0, 0, s)).toBe(levels.length - 1);
+    expect(budgetCap(levels, 2, 5999, 5000, s)).toBe(levels.length - 1);
+    // Budget spent: at most 1 − 1/2 = 50 % held back, i.e. one connection without pauses.
+    expect(budgetCap(levels, 2, 6000, 5000, s)).toBe(1);
+    // The default 1.5×: at most a third held back, so on two connections only full speed.
+    expect(budgetCap(levels, 2, 10_000, 1000)).toBe(0);
+    // A throttle held at its cap: its held-back share converges to the budget's, never beyond.
+    let lost = 0;
+    let effective = 0;
+    for (let t = 0; t < 600; t++) {
+      const held = heldBack(levels[budgetCap(levels, 2, lost, effective, s)], 2);
+      lost += 100 * held;
+      effective += 100 * (1 - held);
+    }
+    expect(lost / effective).toBeGreaterThan(0.9);
+    expect(lost / effective).toBeLessThan(1.05);
+  });
+
   it('backs off again at once when the probe turns slow while recovering', () => {
     const slow = feed(initialThrottle(0), Array(40).fill(20), 0);
     const fast = feed(slow[slow.length - 1], Array(10).fill(2), 6000);
@@ -90,7 +111,7 @@ afterEach(async () => {
 });
 
 /** Settings under which every probe counts as slow: the throttle goes to its floor and stays there. */
-const ALWAYS_SLOW: Partial<ThrottleSettings> = { slowRatio: 0, slackMs: -1000, backOffEveryMs: 0, probeEveryMs: 20 };
+const ALWAYS_SLOW: Partial<ThrottleSettings> = { slowRatio: 0, slackMs: -1000, backOffEveryMs: 0, probeEveryMs: 20, maxSlowdown: 100 };
 
 function run(database: Database, steps: Step<any>[], throttle: StepOptions['throttle'] = ALWAYS_SLOW) {
   return migrate(database, { steps, lockWaitMs: 10_000, stepOptions: { concurrency: 2, exact: false, throttle }, version: 'test' });

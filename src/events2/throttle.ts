@@ -14,6 +14,8 @@ import type { Events2Checkpoint } from './situation.js';
  * from every connection without pause, through fewer connections, to one connection that pauses
  * `nice` times as long as its last chunk took after each chunk (gh-ost's nice ratio). The top of the
  * ladder is the floor of progress: the copy never stops, so a server that is busy anyway still finishes.
+ * A time budget bounds it further: the copy takes at most about {@link ThrottleSettings.maxSlowdown}
+ * times its full-speed time, however slow the probe stays.
  */
 
 /** A table of zsetup's own that the probe writes (one row); created with the capture, dropped with it. */
@@ -53,6 +55,14 @@ export interface ThrottleSettings {
   readonly baselineProbes: number;
   /** The pause ratios of the one-connection levels; the last is the floor of progress. */
   readonly niceRatios: readonly number[];
+  /**
+   * The time budget: the copy takes at most about this multiple of its full-speed time. Once the
+   * throttle has held back that much (plus {@link budgetGraceMs}), it may hold back only as much as keeps
+   * the whole copy within it, so a server that is slow for other reasons does not stretch the move.
+   */
+  readonly maxSlowdown: number;
+  /** Full-rate time the throttle may hold back before the budget counts. */
+  readonly budgetGraceMs: number;
 }
 
 /** The defaults: the issue's target is the old writers' p99 at most 2× its baseline during the copy. */
@@ -65,6 +75,8 @@ export const DEFAULT_THROTTLE: ThrottleSettings = {
   probeEveryMs: 150,
   baselineProbes: 9,
   niceRatios: [0.5, 1, 2, 4],
+  maxSlowdown: 1.5,
+  budgetGraceMs: 2000,
 };
 
 /** One rung of the ladder: how many connections copy, and the pause after each chunk (× its duration). */
@@ -84,6 +96,19 @@ export function throttleLevels(concurrency: number, settings: ThrottleSettings =
 /** Share of the full copy rate a level holds back, 0–1 (workers over concurrency, then the pause). */
 export function heldBack(level: ThrottleLevel, concurrency: number): number {
   return 1 - level.workers / Math.max(1, concurrency) / (1 + level.nice);
+}
+
+/**
+ * The deepest rung the time budget allows, pure: the whole ladder while the full-rate time held back
+ * (`lostMs`) is within (maxSlowdown − 1) × the full-rate time copied (`effectiveMs`) plus the grace;
+ * beyond it only the rungs that hold back at most 1 − 1/maxSlowdown, so the copy's average pace
+ * returns to the budget.
+ */
+export function budgetCap(levels: readonly ThrottleLevel[], concurrency: number, lostMs: number, effectiveMs: number, settings: ThrottleSettings = DEFAULT_THROTTLE): number {
+  if (lostMs < (settings.maxSlowdown - 1) * effectiveMs + settings.budgetGraceMs) return levels.length - 1;
+  let cap = 0;
+  levels.forEach((level, i) => { if (heldBack(level, concurrency) <= 1 - 1 / settings.maxSlowdown) cap = i; });
+  return cap;
 }
 
 /** The throttle's decision state. */
@@ -170,6 +195,9 @@ export class CopyThrottle implements CopyGate {
   private accountedAt = Date.now();
   private throttledMs = 0;
   private pausedMs = 0;
+  /** Full-rate time held back and full-rate time copied (the budget's two sides). */
+  private lostMs = 0;
+  private effectiveMs = 0;
   private maxHeldBack = 0;
 
   private constructor(
@@ -279,7 +307,10 @@ export class CopyThrottle implements CopyGate {
   private decide(ms: number): void {
     const before = this.state.level;
     this.account();
-    this.state = nextThrottle(this.state, ms, Date.now(), this.baselineMs, this.levels.length - 1, this.settings);
+    const cap = budgetCap(this.levels, this.concurrency, this.lostMs, this.effectiveMs, this.settings);
+    const now = Date.now();
+    if (this.state.level > cap) this.state = { ...this.state, level: cap, changedAt: now, fastSince: null };
+    this.state = nextThrottle(this.state, ms, now, this.baselineMs, cap, this.settings);
     if (this.state.level === before) return;
     this.maxHeldBack = Math.max(this.maxHeldBack, heldBack(this.levels[this.state.level], this.concurrency));
     this.listener(this.note());
@@ -291,6 +322,9 @@ export class CopyThrottle implements CopyGate {
     const dt = now - this.accountedAt;
     this.accountedAt = now;
     if (this.stopped) return;
+    const held = heldBack(this.levels[this.state.level], this.concurrency);
+    this.lostMs += dt * held;
+    this.effectiveMs += dt * (1 - held);
     if (this.state.level > 0) this.throttledMs += dt;
     if (this.waiting > 0 && this.waiting >= this.live) this.pausedMs += dt;
   }
