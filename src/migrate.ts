@@ -105,8 +105,8 @@ interface Run {
 async function planRun(database: Database, options: MigrateOptions): Promise<Pick<Run, 'states' | 'due' | 'repeated'>> {
   await refuseWithoutSchemaUsage(database.db);
   const states = await readSteps(database.db);
-  const due = await dueSteps(database, options, states);
   const repeated = new Set(options.steps.filter((s, i) => options.steps.findIndex((t) => t.id === s.id) !== i).map((s) => s.id));
+  const due = await dueSteps(database, options, states, repeated);
   // A step may become due only later in the run (see refreshDue), so it is checked now as well.
   const firstDue = options.steps.findIndex((s) => due.has(s.id));
   const mayBecomeDue = (s: Step<any>, i: number) => repeated.has(s.id) || (firstDue >= 0 && i > firstDue && s.schedule?.remaining !== undefined);
@@ -186,12 +186,16 @@ async function runGroup(run: Run, group: readonly Step<any>[]): Promise<StepResu
 
 /**
  * The ids of the steps this run will run: selected by `--only`, and not succeeded unless they fell behind.
- * Decided once, so preflight and the run loop agree and `isBehind` is asked once per step.
+ * Decided once here, so preflight and the run loop agree and `isBehind` is asked once per step; only
+ * what refreshDue decides again later is left out or revised.
  */
-async function dueSteps(database: Database, options: MigrateOptions, states: Map<string, StepRow>): Promise<Set<string>> {
+async function dueSteps(database: Database, options: MigrateOptions, states: Map<string, StepRow>, repeated: ReadonlySet<string>): Promise<Set<string>> {
   const due = new Set<string>();
   for (const step of firstOccurrences(options.steps)) {
     if (options.only && step.id !== options.only) continue;
+    // Decided as its group starts (refreshDue), after the steps before it: asking now would only cost
+    // (a projection's work left reads the capture queue, long after a --prepare).
+    if (repeated.has(step.id)) continue;
     if (states.get(step.id)?.status !== 'succeeded' || (await isBehind(database, step))) due.add(step.id);
   }
   return due;

@@ -12,7 +12,7 @@ import { planProjection } from '../src/projections/plan.js';
 import { prefillProjection, projectionBacklog } from '../src/projections/prefill.js';
 import { missingPrivileges, relationExists } from '../src/privileges.js';
 import type { Tx } from '../src/db/connection.js';
-import type { Step, StepPlan } from '../src/step.js';
+import type { Step, StepOptions, StepPlan } from '../src/step.js';
 
 /** Rough prefill rate for dry-run estimates (events per second; see BENCHMARKS-projections.md). */
 const ESTIMATED_EVENTS_PER_SECOND = 15_000;
@@ -120,7 +120,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
       },
       async plan(ctx): Promise<StepPlan> {
         if (options.pass === 'after-cut-over') return CATCH_UP_PLAN;
-        const warm = options.pass === 'before-cut-over' ? await planBeforeCutOver(ctx.tx, model) : null;
+        const warm = options.pass === 'before-cut-over' ? await planBeforeCutOver(ctx.tx, model, ctx.options) : null;
         return warm ?? planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
       },
       async preflight(tx) {
@@ -177,12 +177,21 @@ const CATCH_UP_PLAN: StepPlan = {
  * the backlog in events2 up to the end point the pass would take now. Null before that (the legacy
  * table is then what holds the events: see planProjection).
  */
-async function planBeforeCutOver(tx: Tx, model: ProjectionModel): Promise<StepPlan | null> {
+async function planBeforeCutOver(tx: Tx, model: ProjectionModel, options: StepOptions): Promise<StepPlan | null> {
   const db = onTx(tx);
   const r = await db.query<{ copied: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AND to_regclass('eventstore.events2') IS NOT NULL
     AND to_regclass('zsetup.events2_chunks') IS NULL AS copied`);
   if (!r.rows[0].copied) return null;
-  const bound = await projectionEndPoint(db, tx, 0);
+  // Once per dry-run (every plan of one gets the same options object): the queue may be long after a --prepare.
+  let bound = endPointsOfDryRun.get(options);
+  if (!bound) endPointsOfDryRun.set(options, (bound = projectionEndPoint(db, tx, 0)));
+  return planFromBound(db, model, await bound);
+}
+
+const endPointsOfDryRun = new WeakMap<StepOptions, Promise<EndPoint>>();
+
+/** A pass's plan from the end point it would take. */
+async function planFromBound(db: Queryable, model: ProjectionModel, bound: EndPoint): Promise<StepPlan> {
   const { states, events } = await projectionBacklog(db, model, bound.position);
   return {
     action: `apply ${events.toLocaleString('en-US')} events of eventstore.events2 to ${model.name}, plus what the catch-up before it adds`,
