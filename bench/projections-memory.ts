@@ -116,8 +116,9 @@ async function benchSize(server: string, source: string | undefined, events: num
 /** `zsetup seed` with the shape, then `zsetup migrate`, as a user builds the source. */
 function seed(url: string, events: number, shape: SeedShape): void {
   const flags = ['--saml-metadata-bytes', String(shape.samlMetadataBytes), ...(shape.payloadBytes ? ['--payload-bytes', String(shape.payloadBytes)] : [])];
-  execFileSync(process.execPath, [BIN, 'seed', '--events', String(events), ...flags, '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
-  execFileSync(process.execPath, [BIN, 'migrate', '--offline', '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // Their progress lines are left out; a failure's stderr is in the error thrown.
+  execFileSync(process.execPath, [BIN, 'seed', '--events', String(events), ...flags, '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, [BIN, 'migrate', '--offline', '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** One prefill on a TEMPLATE copy of `src`, after a checkpoint; the copy is dropped afterwards. */
