@@ -56,12 +56,17 @@ export async function composeSteps(db: Db, composition: Composition = {}): Promi
 /**
  * A legacy database the online move has not cut over yet (not started, copying, or prepared). Read
  * before the runner lock: a runner that finishes the move meanwhile leaves only skipped steps behind.
- * A state the step refuses gets the ordinary list, so the events2 step says why.
+ * A state the step refuses, or a role that cannot read it, gets the ordinary list, so the runner and
+ * the events2 step say why (with their exit codes).
  */
 async function aheadOfCutOver(db: Db): Promise<boolean> {
-  const checkpoint = ((await readSteps(db)).get(events2Step.id)?.checkpoint ?? null) as Events2Checkpoint | null;
-  const situation = await detectSituation(db, checkpoint).catch(() => null);
-  return situation?.kind === 'legacy' || (situation?.kind === 'online' && situation.checkpoint.stage !== 'verify');
+  try {
+    const checkpoint = ((await readSteps(db)).get(events2Step.id)?.checkpoint ?? null) as Events2Checkpoint | null;
+    const situation = await detectSituation(db, checkpoint);
+    return situation.kind === 'legacy' || (situation.kind === 'online' && situation.checkpoint.stage !== 'verify');
+  } catch {
+    return false;
+  }
 }
 
 /** The first events2 occurrence: the online move as `--prepare` runs it (capture on, caught up, verified). */
