@@ -46,8 +46,3 @@ export const events2Step: Step<Events2Checkpoint> = {
 export function events2StepFor(request: MoveRequest): Step<Events2Checkpoint> {
   return { ...events2Step, plan: (ctx) => planEvents2(ctx, request), run: (ctx) => runEvents2(ctx, request) };
 }
-
-/** The step list with the events2 step as `request` asks (the CLI's `--offline` / `--prepare`). */
-export function withMoveRequest(request: MoveRequest, steps: readonly Step<any>[]): Step<any>[] {
-  return steps.map((step) => (step.id === events2Step.id ? events2StepFor(request) : step));
-}
