@@ -9,7 +9,9 @@ import { abortMove } from '../src/events2/abort.js';
 import {
   budgetCap, DEFAULT_THROTTLE, heldBack, initialThrottle, nextThrottle, throttleLevels, type ThrottleSettings, type ThrottleState,
 } from '../src/events2/throttle.js';
+import { formatProgress } from '../src/cli/format.js';
 import { migrate } from '../src/migrate.js';
+import { ProgressMeter } from '../src/progress.js';
 import type { RunContext, Step, StepOptions } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
 import { DIFFERENCE_SQL, MOVED_EVENTS2, seedAwkwardLegacy } from './events2-support.js';
@@ -88,6 +90,18 @@ describe('throttle decisions (pure)', () => {
     }
     expect(lost / effective).toBeGreaterThan(0.9);
     expect(lost / effective).toBeLessThan(1.05);
+  });
+
+  it('shows the throttle next to the phase name without making it a new phase (rate and ETA carry on)', () => {
+    let now = 0;
+    const meter = new ProgressMeter(15_000, () => now);
+    meter.update({ phase: 'copy', done: 0, total: 1000, unit: 'events' });
+    now = 3000;
+    const p = meter.update({ phase: 'copy', done: 300, total: 1000, unit: 'events', note: 'throttled 50%' });
+    expect(p.rate).toBe(100);
+    expect(formatProgress(p)).toBe('copy (throttled 50%): 300 / 1,000 events (30%), 100 events/s, ETA 7.0s');
+    now = 4000;
+    expect(formatProgress(meter.update({ phase: 'copy', done: 400, total: 1000, unit: 'events' }))).toMatch(/^copy: 400/);
   });
 
   it('backs off again at once when the probe turns slow while recovering', () => {
