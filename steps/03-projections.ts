@@ -1,6 +1,6 @@
 import type { Database } from '../src/db/connection.js';
 import { queryableOf } from '../src/db/queryable.js';
-import { completeBookkeeping } from '../src/projections/bookkeeping.js';
+import { completeBookkeeping, legacyMaintained } from '../src/projections/bookkeeping.js';
 import { queuedEndPoint } from '../src/events2/capture.js';
 import type { ReadableDb } from '../src/events2/catalog.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
@@ -59,19 +59,43 @@ export class SharedEndPoint {
 class SharedTables {
   private created: Promise<EnsuredTables> | undefined;
 
-  constructor(private readonly models: readonly ProjectionModel[]) {}
+  constructor(private readonly models: readonly ProjectionModel[], private readonly skipped?: SharedMaintained) {}
 
   ensure(database: Database): Promise<EnsuredTables> {
     this.created ??= (async () => {
+      // Before the cut-over, never the tables of a projection the old version maintains (see SharedMaintained).
+      const skip = this.skipped ? await this.skipped.get(database) : new Set<string>();
       const client = await database.pool.connect();
       try {
-        return await ensureTables(client, ...this.models);
+        return await ensureTables(client, ...this.models.filter((m) => !skip.has(m.name)));
       } finally {
         client.release();
       }
     })();
     return this.created;
   }
+}
+
+/**
+ * The projections of a pass before the cut-over that the old version maintains (a legacy handler state
+ * under their name), read once when the first of them starts. Its handlers write their tables and
+ * advance their legacy positions until the cut-over, so the pass leaves them alone; the pass after the
+ * cut-over copies the legacy position then (step 15's copy) and applies the events since.
+ */
+class SharedMaintained {
+  private read: Promise<Set<string>> | undefined;
+
+  constructor(private readonly models: readonly ProjectionModel[]) {}
+
+  get(database: Database): Promise<Set<string>> {
+    this.read ??= legacyMaintained(database.pool, this.models.map((m) => m.name));
+    return this.read;
+  }
+}
+
+/** What a pass before the cut-over says of a projection the old version maintains. */
+function maintainedMessage(name: string): string {
+  return `${name} is maintained by the old version until the cut-over; the pass after it continues from the old version's position`;
 }
 
 /** A step that prefills one projection. Its id is `projection:<name>`. */
@@ -98,7 +122,9 @@ export interface ProjectionStepsOptions {
 /** One prefill step per projection, all stopping at one shared end point. */
 export function projectionSteps(models: readonly ProjectionModel[], options: ProjectionStepsOptions = {}): ProjectionStep[] {
   const endPoint = options.endPoint ?? new SharedEndPoint();
-  const tables = new SharedTables(models);
+  const before = options.pass === 'before-cut-over';
+  const maintained = before ? new SharedMaintained(models) : undefined;
+  const tables = new SharedTables(models, maintained);
   const suffix = options.pass ? ` (${options.pass === 'before-cut-over' ? 'before' : 'after'} the cut-over)` : '';
   return models.map((model) => {
     return {
@@ -112,6 +138,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
         // projection that lacks a table (an older zsetup's partial one): both count as work left.
         async remaining(tx) {
           const db = onTx(tx);
+          if (before && (await legacyMaintained(db, [model.name])).size > 0) return 0;
           const bound = await projectionEndPoint(db, tx, 0);
           const events = (await projectionBacklog(db, model, bound.position)).events;
           const incomplete = (await completeBookkeeping(db)) === null || (await existingTables(db, model)).length < model.tables.length;
@@ -120,7 +147,10 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
       },
       async plan(ctx): Promise<StepPlan> {
         if (options.pass === 'after-cut-over') return CATCH_UP_PLAN;
-        const warm = options.pass === 'before-cut-over' ? await planBeforeCutOver(ctx.tx, model, ctx.options) : null;
+        if (before && (await legacyMaintained(onTx(ctx.tx), [model.name])).size > 0) {
+          return { action: maintainedMessage(model.name), willChange: false, details: { pass: 'before-cut-over', maintainedByOldVersion: true } };
+        }
+        const warm = before ? await planBeforeCutOver(ctx.tx, model, ctx.options) : null;
         return warm ?? planProjection(onTx(ctx.tx), model, ctx.options, ESTIMATED_EVENTS_PER_SECOND);
       },
       async preflight(tx) {
@@ -134,6 +164,9 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
         ]);
       },
       async run(ctx) {
+        if (maintained && (await maintained.get(ctx.database)).has(model.name)) {
+          return { message: maintainedMessage(model.name), projection: model.name, maintainedByOldVersion: true, events: 0 };
+        }
         const [bound, ensured] = await Promise.all([endPoint.get(ctx.database), tables.ensure(ctx.database)]);
         if (ensured.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
         if (bound.heldByQueue) ctx.log(`end point ${bound.position} held back by the online move's capture queue; the pass after the cut-over takes what follows`);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/connection.js';
 import { migrate } from '../src/migrate.js';
 import type { Step } from '../src/step.js';
+import { tableDdl } from '../src/projections/ddl.js';
 import { loadProjectionModels } from '../steps/03-projections.js';
 import { composeSteps, type Composition } from '../steps/index.js';
 import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './fault/harness.js';
@@ -280,4 +281,95 @@ describe('migrate --prepare --init-projections hours ahead, migrate --init-proje
     await waitNoBackends(db);
     await expectEndStateRight(await copyOf(db));
   }, 240_000);
+});
+
+describe('a projection the old version maintains, before the cut-over', () => {
+  it('is left to the old version by the pass before and continues from its legacy position at the cut-over; one without is prefilled warm', async () => {
+    const db = await copyOf(template);
+    const database = await openDatabase({ kind: 'url', url: db.url }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: 8 });
+    const w = await writer(db);
+    try {
+      // The old version's projections.orgs1: its table, and its handler's state in one instance at its
+      // first org.added (E1); the stand-in advances it to its third (E2) during the pass before.
+      const [orgs] = await loadProjectionModels({ names: ['orgs1'] });
+      await db.query(orgs.tables.map(tableDdl).join('\n'));
+      const [pick] = await db.query(`SELECT instance_id AS instance, (array_agg(event_sequence ORDER BY event_sequence))[1:3]::int[] AS seqs,
+          (array_agg(aggregate_id ORDER BY event_sequence))[1:3] AS ids
+        FROM eventstore.events e WHERE event_type = 'org.added' AND instance_id <> ''
+          AND NOT EXISTS (SELECT 1 FROM eventstore.events r WHERE r.instance_id = e.instance_id AND r.event_type = 'instance.removed')
+          AND NOT EXISTS (SELECT 1 FROM eventstore.events r WHERE r.instance_id = e.instance_id AND r.aggregate_id = e.aggregate_id AND r.event_type = 'org.removed')
+        GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1`);
+      expect(pick).toBeDefined();
+      const { instance, seqs, ids } = pick as { instance: string; seqs: number[]; ids: string[] };
+      await db.query(`INSERT INTO projections.current_sequences (projection_name, aggregate_type, current_sequence, instance_id, "timestamp")
+        VALUES ('projections.orgs1', 'org', $1, $2, '2024-01-01T00:00:00Z')`, [seqs[0], instance]);
+
+      // The dry-run of the pass before says the same as its run.
+      const plan = await zsetup(['migrate', '--dry-run', '--init-projections', '--projection', 'orgs1', '--json', '-d', db.url]);
+      expect(plan.code, plan.stderr).toBe(0);
+      const planned: { id: string; title: string; plan?: { action: string } }[] = JSON.parse(plan.stdout).steps;
+      expect(planned.find((s) => s.title === 'prefill projections.orgs1 (before the cut-over)')?.plan?.action)
+        .toBe(`projections.orgs1 is maintained by the old version until the cut-over; the pass after it continues from the old version's position`);
+
+      let atCutOver: Record<string, number> | undefined;
+      const wrap = (s: Step<any>): Step<any> => {
+        if (s.id === 'projection:projections.orgs1' && s.title.endsWith('(before the cut-over)')) {
+          return { ...s, async run(ctx) {
+            const r = await s.run(ctx);
+            // The old version's handler advancing its state after the pass looked at it, before the cut-over.
+            await db.query(`UPDATE projections.current_sequences SET current_sequence = $1, "timestamp" = '2024-01-02T00:00:00Z'
+              WHERE projection_name = 'projections.orgs1' AND instance_id = $2`, [seqs[2], instance]);
+            return r;
+          } };
+        }
+        if (s.id === 'events2' && s.title.includes('catch up and cut over')) {
+          return { ...s, async run(ctx) {
+            const [x] = await db.query(`SELECT (SELECT count(*)::int FROM projections.orgs1) AS "orgRows",
+                (SELECT count(*)::int FROM projections.current_states WHERE projection_name = 'projections.orgs1') AS "orgStates",
+                (SELECT count(*)::int FROM projections.current_states WHERE projection_name = 'projections.users14') AS "userStates",
+                (SELECT count(*)::int FROM eventstore.events2 WHERE event_type LIKE 'system.migration.%' AND payload->>'name' = '15_current_projection_state') AS recorded15`);
+            atCutOver = x;
+            return s.run(ctx);
+          } };
+        }
+        return s;
+      };
+      const result = await run(database, { initProjections: true, projections: ['orgs1', 'users14'] }, wrap);
+      await w.stop();
+      const line = (id: string, pass: string) => result.steps.find((s) => s.id === id && s.title.endsWith(`(${pass} the cut-over)`))!;
+      expect(result.steps.map((s) => s.id)).toEqual(['events2', 'projection:projections.orgs1', 'projection:projections.users14', 'events2', 'milestones-v2',
+        'projection:projections.orgs1', 'projection:projections.users14']);
+      // Before: orgs1 left to the old version, users14 (no legacy state) prefilled warm.
+      expect(line('projection:projections.orgs1', 'before')).toMatchObject({ status: 'succeeded', summary: { maintainedByOldVersion: true, events: 0,
+        message: `projections.orgs1 is maintained by the old version until the cut-over; the pass after it continues from the old version's position` } });
+      expect(line('projection:projections.users14', 'before').summary?.events).toBeGreaterThan(0);
+      // At the cut-over nothing of orgs1 was written or copied, step 15 not recorded; users14 has its positions.
+      expect(atCutOver).toMatchObject({ orgRows: 0, orgStates: 0, recorded15: 0 });
+      expect(atCutOver!.userStates).toBeGreaterThan(0);
+
+      // After: the legacy position copied is the one at the cut-over (E2), not the one at the pass before (E1).
+      // A copied legacy state has a position only: the events at that position (E2's transaction) are applied again, as in any run.
+      const late = line('projection:projections.orgs1', 'after');
+      expect(late.status).toBe('succeeded');
+      const [e2] = await db.query(`SELECT "position"::text AS p FROM eventstore.events2 WHERE instance_id = $1 AND aggregate_type = 'org' AND "sequence" = $2`, [instance, seqs[2]]);
+      const [n] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 e
+        WHERE e.aggregate_type = ANY($1) AND e.event_type = ANY($2) AND e."position" < $3::numeric
+          AND (e.instance_id <> $4 OR e."position" >= $5::numeric)
+          AND NOT EXISTS (SELECT 1 FROM eventstore.events2 r WHERE r.instance_id = e.instance_id AND r.aggregate_type = 'instance' AND r.event_type = 'instance.removed')`,
+        [orgs.aggregateTypes, orgs.eventTypes, String(late.summary?.endPoint), instance, e2.p]);
+      expect(late.summary?.events).toBe(n.n);
+      // The orgs the old version had projected before E2 are not applied again (a copy at E1 would add the second).
+      const [rows] = await db.query(`SELECT count(*)::int AS n FROM projections.orgs1 WHERE instance_id = $1 AND id = ANY($2)`, [instance, ids.slice(0, 2)]);
+      expect(rows.n).toBe(0);
+      const [state] = await db.query(`SELECT "position" >= $3::numeric AS past FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2`,
+        ['projections.orgs1', instance, e2.p]);
+      expect(state).toEqual({ past: true });
+      const [recorded] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE event_type = 'system.migration.done' AND payload->>'name' = '15_current_projection_state'`);
+      expect(recorded.n).toBe(1);
+      await expectWriterExactlyOnce(db, w);
+    } finally {
+      await w.stop().catch(() => {});
+      await database.close();
+    }
+  }, 180_000);
 });

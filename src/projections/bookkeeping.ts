@@ -106,6 +106,12 @@ export async function completeBookkeeping(db: Queryable): Promise<StatesShape | 
  * `filter_offset` where an older table lacks it (step 17's effect), copies the legacy handler states
  * and failures (step 15's effect, "on conflict do nothing" so existing rows win) unless step 15 is
  * recorded, and records 15 and 17. Returns the table's shape.
+ *
+ * While the old version can still write (`eventstore.events` under its old name: an online move before
+ * its cut-over), only the tables are made: its handlers still advance the legacy states, so a copy now
+ * would be stale by the cut-over, and nothing is recorded (a record of 15 would make the run after the
+ * cut-over skip the copy, and records go into events2 ahead of the catch-up). The first call after the
+ * cut-over copies and records, as an ordinary run does: "copy done" is the record of 15, not the table.
  */
 export async function ensureBookkeeping(db: Queryable): Promise<StatesShape> {
   const c = await readCatalog(db);
@@ -113,6 +119,7 @@ export async function ensureBookkeeping(db: Queryable): Promise<StatesShape> {
   if (!c.failures) await db.query(FAILED_EVENTS_TABLE);
   if (!c.states) await db.query(CURRENT_STATES_TABLE);
   else if (!c.filterOffset) await db.query(`ALTER TABLE projections.current_states ADD COLUMN filter_offset INTEGER`);
+  if (await oldVersionLive(db)) return { inTxOrder: c.inTxOrder, filterOffset: true };
   const records: MigrationRecord[] = [];
   if (recorded.get(RECORDED_BY.currentStates)?.state !== 'done') {
     await copyLegacyBookkeeping(db, c.legacy);
@@ -121,6 +128,27 @@ export async function ensureBookkeeping(db: Queryable): Promise<StatesShape> {
   records.push({ name: RECORDED_BY.filterOffset });
   await recordMigrations(db, records);
   return { inTxOrder: c.inTxOrder, filterOffset: true };
+}
+
+/** Whether the old version can still write `eventstore.events` (an online move before its cut-over). */
+async function oldVersionLive(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ live: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AS live`);
+  return r.rows[0].live;
+}
+
+/**
+ * Which of `names` the old version maintains: those with a state row under their name in one of the
+ * legacy handler tables step 15 copies from. Until the cut-over its handlers write their tables and
+ * advance those states, so a prefill then would be a second writer of the same table.
+ */
+export async function legacyMaintained(db: Queryable, names: readonly string[]): Promise<Set<string>> {
+  if (names.length === 0) return new Set();
+  const r = await db.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, [LEGACY_STATES.map((l) => l.table)]);
+  const present = new Set(r.rows.map((x) => x.t));
+  const selects = LEGACY_STATES.filter((l) => present.has(l.table)).map((l) => `SELECT ${l.name}::text AS name FROM ${l.table} WHERE ${l.name} = ANY($1::text[])`);
+  if (selects.length === 0) return new Set();
+  const found = await db.query<{ name: string }>(`SELECT DISTINCT name FROM (${selects.join(' UNION ALL ')}) AS s`, [names]);
+  return new Set(found.rows.map((x) => x.name));
 }
 
 /**
