@@ -15,7 +15,7 @@
  * event arrived exactly once.
  *
  *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--shapes default,issue,large-payloads,one-instance]
- *     [--events 2000000] [--rounds 1] [--concurrency 2] [--rate 1000] [--no-online] [--keep-source PREFIX]
+ *     [--events 2000000] [--rounds 1] [--concurrency 2] [--rate 1000] [--no-online] [--throttle auto|off] [--keep-source PREFIX]
  *   … dist/bench/events2.js --capture-probe   # only: the capture trigger's cost per insert, statement vs row level
  *
  * `--keep-source PREFIX` keeps each shape's seeded source as `PREFIX_<shape>` and reuses it when it exists.
@@ -68,6 +68,8 @@ interface BenchOptions {
   /** Interleaved reference / zsetup runs per shape; the median is reported. */
   readonly rounds: number;
   readonly online: boolean;
+  /** The online copy's throttle (`--throttle auto|off`, as `zsetup migrate --throttle`). */
+  readonly throttle: 'auto' | 'off';
   /** Prefix of the seeded source databases to keep (and reuse when they exist) across runs. */
   readonly keepSource?: string;
 }
@@ -91,6 +93,7 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
     rate: { type: 'string', default: '1000' },
     'no-online': { type: 'boolean' },
+    throttle: { type: 'string', default: 'auto' },
     'keep-source': { type: 'string' },
     'capture-probe': { type: 'boolean' },
     instances: { type: 'string' },
@@ -107,11 +110,12 @@ export async function benchEvents2(argv: string[]): Promise<void> {
   const options: BenchOptions = {
     events: Number(values.events), concurrency: Number(values.concurrency), rate: Number(values.rate),
     rounds: Math.max(1, Number(values.rounds)), online: !values['no-online'], keepSource,
+    throttle: values.throttle === 'off' ? 'off' : 'auto',
   };
   const server = await benchServer();
   try {
     const version = (await query(server.url, `SELECT current_setting('server_version') AS v`))[0].v;
-    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, shapes ${shapes.map((s) => s.name).join(', ')}, ${options.rounds} round(s), concurrency ${options.concurrency}; ${uptime()}`);
+    log(`PostgreSQL ${version}; ${options.events.toLocaleString('en-US')} events, shapes ${shapes.map((s) => s.name).join(', ')}, ${options.rounds} round(s), concurrency ${options.concurrency}, online throttle ${options.throttle}; ${uptime()}`);
     const results: ShapeResult[] = [];
     let failed = false;
     for (const shape of shapes) {
@@ -378,7 +382,7 @@ async function onlineMove(url: string, options: BenchOptions): Promise<OnlineRes
       current = phase;
     }
   };
-  const run = (step: typeof events2Step) => migrate(database, { steps: [step], lockWaitMs: 10_000, stepOptions: { concurrency: options.concurrency, exact: false }, version: 'bench', onEvent });
+  const run = (step: typeof events2Step) => migrate(database, { steps: [step], lockWaitMs: 10_000, stepOptions: { concurrency: options.concurrency, exact: false, throttle: options.throttle }, version: 'bench', onEvent });
   const writer = await LegacyWriter.start({ url, ...writerShape(options.rate) });
   try {
     const b0 = Date.now();
