@@ -55,7 +55,7 @@ async function expectWriterOrgsProjected(db: FaultDb): Promise<void> {
   expect(r.projected).toBe(r.written);
 }
 
-type StepLine = { id: string; title: string; status: string; summary?: { events?: number } };
+type StepLine = { id: string; title: string; status: string; summary?: { events?: number; endPoint?: string } };
 
 /** The run's steps in order: events2 up to the cut-over, the projections, events2 again, milestones, the projections again. */
 function expectWarmOrder(steps: StepLine[]): { before: StepLine[]; after: StepLine[] } {
