@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
+import { benchServer, dbName, log, query, seconds, urlFor, withSourceDatabase } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'bin', 'zsetup.js');
@@ -90,14 +90,7 @@ export async function benchProjectionsMemory(argv: string[]): Promise<void> {
 }
 
 async function benchSize(server: string, source: string | undefined, events: number, shape: SeedShape, runs: number, keep: boolean): Promise<Run[]> {
-  const src = source ?? dbName('zbenchm', 'src');
-  try {
-    if (!source) {
-      const t = Date.now();
-      await query(server, `CREATE DATABASE ${src}`);
-      seed(urlFor(server, src), events, shape);
-      log(`\n${events.toLocaleString('en-US')} seeded events: seeded and migrated in ${seconds(Date.now() - t)}${keep ? ` (kept as ${src})` : ''}`);
-    } else log(`\nsource database ${src}`);
+  return withSourceDatabase({ server, given: source, prefix: 'zbenchm', keep, events, build: (url) => seed(url, events, shape) }, async (src) => {
     const [n] = await query(urlFor(server, src), `SELECT count(*)::int AS n,
         (sum(octet_length(payload::text)) FILTER (WHERE aggregate_type = ANY('{${PROJECTION_AGGREGATES}}')))::float8 AS bytes,
         (max(octet_length(payload::text)))::float8 AS largest,
@@ -108,9 +101,7 @@ async function benchSize(server: string, source: string | undefined, events: num
     const results: Run[] = [];
     for (let i = 1; i <= runs; i++) results.push(await timedCopy(server, src, i));
     return results;
-  } finally {
-    if (!source && !keep) await query(server, `DROP DATABASE IF EXISTS ${src}`);
-  }
+  });
 }
 
 /** `zsetup seed` with the shape, then `zsetup migrate`, as a user builds the source. */

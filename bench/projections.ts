@@ -21,7 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { REFERENCE_TABLES, ZITADEL_SETUP_INDEXES } from './reference-ddl.js';
 import { referencePrefill } from './reference-handler.js';
-import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
+import { benchServer, dbName, log, query, seconds, urlFor, withSourceDatabase } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'bin', 'zsetup.js');
@@ -66,23 +66,14 @@ export async function benchProjections(argv: string[]): Promise<void> {
 }
 
 async function benchSize(server: string, source: string | undefined, events: number, runs: number, workers: number, keep: boolean): Promise<Round[]> {
-  const src = source ?? dbName('zbenchp', 'src');
-  try {
-    if (!source) {
-      const t = Date.now();
-      await admin(server, `CREATE DATABASE ${src}`);
-      await seed(urlFor(server, src), events);
-      log(`\n${events.toLocaleString('en-US')} seeded events: seeded and migrated in ${seconds(Date.now() - t)}${keep ? ` (kept as ${src})` : ''}`);
-    } else log(`\nsource database ${src}`);
+  return withSourceDatabase({ server, given: source, prefix: 'zbenchp', keep, events, build: (url) => seed(url, events) }, async (src) => {
     const n = (await query(urlFor(server, src), `SELECT count(*)::int AS n, count(DISTINCT instance_id)::int AS i FROM eventstore.events2`))[0];
     log(`${n.n.toLocaleString('en-US')} events in events2, ${n.i} instance ids`);
     const rounds: Round[] = [];
     for (let i = 1; i <= runs; i++) rounds.push(await round(server, src, i, workers));
     summarize(rounds);
     return rounds;
-  } finally {
-    if (!source && !keep) await admin(server, `DROP DATABASE IF EXISTS ${src} WITH (FORCE)`).catch(() => {});
-  }
+  });
 }
 
 /** The source as a user makes one: `zsetup seed`, then `zsetup migrate` (events2, milestones). */

@@ -46,3 +46,36 @@ export function seconds(ms: number): string {
 export function log(message: string): void {
   process.stdout.write(`${message}\n`);
 }
+
+/** Where a size's source database comes from: a given one (`--source`), else one seeded here by `build`. */
+export interface SourceDatabase {
+  readonly server: string;
+  /** An existing database to use as it is; never dropped. */
+  readonly given?: string;
+  /** Name prefix of a seeded one. */
+  readonly prefix: string;
+  /** Keep a seeded one after the run (`--keep-source`). */
+  readonly keep: boolean;
+  readonly events: number;
+  /** Fills the new, empty database at `url` as a user would (seed, migrate). */
+  build(url: string): Promise<void> | void;
+}
+
+/**
+ * Runs `body` on the source database of one benchmark size: the given one, or a new one seeded by
+ * `build` (logged with its time), dropped afterwards unless kept.
+ */
+export async function withSourceDatabase<T>(source: SourceDatabase, body: (name: string) => Promise<T>): Promise<T> {
+  const name = source.given ?? dbName(source.prefix, 'src');
+  try {
+    if (!source.given) {
+      const started = Date.now();
+      await query(source.server, `CREATE DATABASE ${name}`);
+      await source.build(urlFor(source.server, name));
+      log(`\n${source.events.toLocaleString('en-US')} seeded events: seeded and migrated in ${seconds(Date.now() - started)}${source.keep ? ` (kept as ${name})` : ''}`);
+    } else log(`\nsource database ${name}`);
+    return await body(name);
+  } finally {
+    if (!source.given && !source.keep) await query(source.server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+  }
+}
