@@ -230,17 +230,26 @@ describe('kill -9 around the pass before the cut-over, with the old version writ
       await waitNoBackends(db);
       const rerun = await zsetup([...migrateArgs(db), '--json']);
       expect(rerun.code, rerun.stderr).toBe(0);
-      expectWarmOrder(JSON.parse(rerun.stdout).steps);
-      await w.stop();
-      await expectWriterExactlyOnce(db, w);
-      const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
-      expect(last.code, last.stderr).toBe(0);
-      await expectWriterOrgsProjected(db);
-      await waitNoBackends(db);
-      await expectEndStateRight(await copyOf(db));
+      await expectFinishedExactly(db, w, JSON.parse(rerun.stdout).steps);
     }, 240_000);
   }
 });
+
+/**
+ * The end of a composed run with the writer on: both passes in order, the writer stopped and every one of
+ * its committed events in events2 once, a last prefill, the writer's orgs projected, and every table equal
+ * to a clean prefill of a copy.
+ */
+async function expectFinishedExactly(db: FaultDb, w: LegacyWriter, steps: StepLine[]): Promise<void> {
+  expectWarmOrder(steps);
+  await w.stop();
+  await expectWriterExactlyOnce(db, w);
+  const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
+  expect(last.code, last.stderr).toBe(0);
+  await expectWriterOrgsProjected(db);
+  await waitNoBackends(db);
+  await expectEndStateRight(await copyOf(db));
+}
 
 describe('migrate --prepare --init-projections hours ahead, migrate --init-projections at deploy time', () => {
   it('prepares and prefills with the old version writing, plans both passes, then cuts over and catches up', async () => {
@@ -272,14 +281,7 @@ describe('migrate --prepare --init-projections hours ahead, migrate --init-proje
 
     const done = await zsetup([...migrateArgs(db), '--json']);
     expect(done.code, done.stderr).toBe(0);
-    expectWarmOrder(JSON.parse(done.stdout).steps);
-    await w.stop();
-    await expectWriterExactlyOnce(db, w);
-    const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
-    expect(last.code, last.stderr).toBe(0);
-    await expectWriterOrgsProjected(db);
-    await waitNoBackends(db);
-    await expectEndStateRight(await copyOf(db));
+    await expectFinishedExactly(db, w, JSON.parse(done.stdout).steps);
   }, 240_000);
 });
 
