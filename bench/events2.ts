@@ -3,7 +3,7 @@
  *   - the reference system's approach (rename, one CREATE TABLE … AS SELECT, primary key, NOT NULLs,
  *     three indexes), alone;
  *   - `zsetup migrate --offline --only events2` as a user runs it: a separate, cold `node bin/zsetup.js`
- *     process, timed from spawn to exit, its peak RSS from `/usr/bin/time -f %M`; the ratio against the
+ *     process, timed from spawn to exit, its peak RSS from `/usr/bin/time`; the ratio against the
  *     reference, whose rows and catalog must come out identical;
  *   - on the `default` shape (unless `--no-online`): the reference again with the legacy writer trying to
  *     insert all the while (its downtime), and `zsetup migrate` online with the writer at `--rate`
@@ -21,11 +21,8 @@
  * `--keep-source PREFIX` keeps each shape's seeded source as `PREFIX_<shape>` and reuses it when it exists.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { openDatabase, type Database } from '../src/db/connection.js';
@@ -37,7 +34,7 @@ import { seedLegacy, type SeedOptions } from '../src/seed/index.js';
 import type { RunEvent } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
 import { keysSql, LegacyWriter, type WriteRecord } from '../test/support/legacy-writer.js';
-import { benchServer, dbName, log, query, seconds, urlFor } from './support.js';
+import { benchServer, dbName, log, query, seconds, urlFor, runZsetup } from './support.js';
 
 /** A dataset shape: `zsetup seed` options (the event count comes from `--events`). */
 interface Shape {
@@ -256,30 +253,17 @@ async function reference(url: string): Promise<void> {
   for (const [name, columns] of Object.entries(EVENTS2_INDEXES)) await query(url, `CREATE INDEX IF NOT EXISTS ${name} ON eventstore.events2 ${columns}`);
 }
 
-const BIN = fileURLToPath(new URL('../../bin/zsetup.js', import.meta.url));
-
 /**
  * `zsetup migrate --offline --only events2 --json` as its own process, timed from spawn to exit; peak
- * RSS is the process's maximum resident set as `/usr/bin/time -f %M` reports it (kB).
+ * RSS is the process's maximum resident set as `/usr/bin/time` reports it (kB).
  */
 async function zsetupCold(url: string, concurrency: number): Promise<{ ms: number; peakRssKb: number; summary: Record<string, unknown>; strategy?: string }> {
-  const rssFile = path.join(os.tmpdir(), `zbench-rss-${process.pid}-${Date.now()}`);
-  const args = ['-o', rssFile, '-f', '%M', process.execPath, BIN, 'migrate', '--offline', '--only', 'events2', '--database', url, '--json', '--concurrency', String(concurrency), '--lock-wait', '10s'];
-  const started = performance.now();
-  const child = spawn('/usr/bin/time', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  const ms = performance.now() - started;
-  const peakRssKb = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').at(-1));
-  fs.rmSync(rssFile, { force: true });
-  if (code !== 0) throw new Error(`zsetup exited ${code}:\n${stdout}\n${stderr}`);
-  const step = JSON.parse(stdout).steps?.find((s: { id: string }) => s.id === 'events2');
-  if (step?.status !== 'succeeded') throw new Error(`zsetup's events2 step did not succeed: ${stdout}`);
-  const strategy = /events2 indexes: (.*)$/m.exec(stderr)?.[1];
-  return { ms, peakRssKb, summary: step.summary ?? {}, strategy };
+  const run = await runZsetup(['migrate', '--offline', '--only', 'events2', '--database', url, '--json', '--concurrency', String(concurrency), '--lock-wait', '10s'], { measure: true });
+  if (run.code !== 0) throw new Error(`zsetup exited ${run.code}:\n${run.stdout}\n${run.stderr}`);
+  const step = JSON.parse(run.stdout).steps?.find((s: { id: string }) => s.id === 'events2');
+  if (step?.status !== 'succeeded') throw new Error(`zsetup's events2 step did not succeed: ${run.stdout}`);
+  const strategy = /events2 indexes: (.*)$/m.exec(run.stderr)?.[1];
+  return { ms: run.ms, peakRssKb: run.times!.peakKb, summary: step.summary ?? {}, strategy };
 }
 
 /** What the comparison looks at: the rows (count and a hash over every row) and the column, index and constraint definitions. */

@@ -13,16 +13,12 @@
  * records failed events. Target: under 300 MB at every size, flat in the stream length.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchServer, dbName, log, query, seconds, urlFor, withSourceDatabase } from './support.js';
+import { benchServer, dbName, log, query, runZsetup, seconds, uptime, urlFor, withSourceDatabase, ZSETUP_BIN } from './support.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'bin', 'zsetup.js');
 /** The aggregate types the built-in projections read large payloads from (apps on project, users, orgs, instances). */
 const PROJECTION_AGGREGATES = ['instance', 'org', 'project', 'user'];
 
@@ -108,8 +104,8 @@ async function benchSize(server: string, source: string | undefined, events: num
 function seed(url: string, events: number, shape: SeedShape): void {
   const flags = ['--saml-metadata-bytes', String(shape.samlMetadataBytes), ...(shape.payloadBytes ? ['--payload-bytes', String(shape.payloadBytes)] : [])];
   // Their progress lines are left out; a failure's stderr is in the error thrown.
-  execFileSync(process.execPath, [BIN, 'seed', '--events', String(events), ...flags, '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
-  execFileSync(process.execPath, [BIN, 'migrate', '--offline', '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, [ZSETUP_BIN, 'seed', '--events', String(events), ...flags, '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, [ZSETUP_BIN, 'migrate', '--offline', '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** One prefill on a TEMPLATE copy of `src`, after a checkpoint; the copy is dropped afterwards. */
@@ -128,31 +124,16 @@ async function timedCopy(server: string, src: string, round: number): Promise<Ru
   }
 }
 
-/** `zsetup init-projections --json` as a cold process under `/usr/bin/time -f '%M %e %U %S'`. */
-function timedPrefill(url: string): Promise<Run> {
-  const timeFile = path.join(os.tmpdir(), `zsetup-memory-${process.pid}-${Date.now()}.txt`);
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%M %e %U %S', process.execPath, BIN, 'init-projections', '--database', url, '--json'],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const timing = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
-      fs.rmSync(timeFile, { force: true });
-      if (code !== 0) return reject(new Error(`zsetup init-projections exited with ${code}:\n${stderr.slice(-2000)}`));
-      const steps = JSON.parse(stdout).steps as { summary?: { events?: number; failedEvents?: number; batches?: number } }[];
-      const sum = (k: 'events' | 'failedEvents' | 'batches') => steps.reduce((n, s) => n + Number(s.summary?.[k] ?? 0), 0);
-      const [peakKb, elapsedS, userS, sysS] = timing;
-      resolve({ peakKb, elapsedS, userS, sysS, events: sum('events'), failedEvents: sum('failedEvents'), batches: sum('batches') });
-    });
-  });
+/** `zsetup init-projections --json` as a cold process under `/usr/bin/time`. */
+async function timedPrefill(url: string): Promise<Run> {
+  const run = await runZsetup(['init-projections', '--database', url, '--json'], { measure: true });
+  if (run.code !== 0) throw new Error(`zsetup init-projections exited with ${run.code}:\n${run.stderr.slice(-2000)}`);
+  const steps = JSON.parse(run.stdout).steps as { summary?: { events?: number; failedEvents?: number; batches?: number } }[];
+  const sum = (k: 'events' | 'failedEvents' | 'batches') => steps.reduce((n, s) => n + Number(s.summary?.[k] ?? 0), 0);
+  return { ...run.times!, events: sum('events'), failedEvents: sum('failedEvents'), batches: sum('batches') };
 }
 
 const mb = (kb: number) => `${(kb / 1024).toFixed(kb < 10 * 1024 ? 1 : 0)} MB`;
-const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   benchProjectionsMemory(process.argv.slice(2)).catch((err) => {

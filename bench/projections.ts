@@ -15,16 +15,13 @@
  * Prints per round, then the median and the spread of both sides and of the ratio, with `uptime`.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { REFERENCE_TABLES, ZITADEL_SETUP_INDEXES } from './reference-ddl.js';
 import { referencePrefill } from './reference-handler.js';
-import { benchServer, dbName, log, query, seconds, urlFor, withSourceDatabase } from './support.js';
+import { benchServer, dbName, log, query, runZsetup, seconds, uptime, urlFor, withSourceDatabase, ZSETUP_BIN } from './support.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'bin', 'zsetup.js');
 const PROJECTIONS = ['projections.instances', 'projections.orgs1', 'projections.projects4', 'projections.apps7', 'projections.users14', 'projections.milestones3'];
 /** ZITADEL's worker count when the pool reports no limit (and for a pool of ≥ 40 connections); capped at the instances. */
 const DEFAULT_REF_WORKERS = 10;
@@ -78,8 +75,8 @@ async function benchSize(server: string, source: string | undefined, events: num
 
 /** The source as a user makes one: `zsetup seed`, then `zsetup migrate` (events2, milestones). */
 async function seed(url: string, events: number): Promise<void> {
-  execFileSync(process.execPath, [BIN, 'seed', '--events', String(events), '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
-  execFileSync(process.execPath, [BIN, 'migrate', '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, [ZSETUP_BIN, 'seed', '--events', String(events), '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, [ZSETUP_BIN, 'migrate', '--database', url], { stdio: ['ignore', 'ignore', 'inherit'] });
   await query(url, 'VACUUM ANALYZE');
 }
 
@@ -121,22 +118,11 @@ async function round(server: string, src: string, i: number, workers: number): P
 }
 
 /** `zsetup init-projections` as a separate process, timed as a whole; its events from the JSON result. */
-function zsetupProcess(url: string): Promise<{ ms: number; events: number }> {
-  return new Promise((resolve, reject) => {
-    const t = performance.now();
-    const child = spawn(process.execPath, [BIN, 'init-projections', '--database', url, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = performance.now() - t;
-      if (code !== 0) return reject(new Error(`zsetup init-projections exited with ${code}:\n${stderr.slice(-2000)}`));
-      const steps = JSON.parse(stdout).steps as { summary?: { events?: number } }[];
-      resolve({ ms, events: steps.reduce((n, s) => n + Number(s.summary?.events ?? 0), 0) });
-    });
-  });
+async function zsetupProcess(url: string): Promise<{ ms: number; events: number }> {
+  const run = await runZsetup(['init-projections', '--database', url, '--json']);
+  if (run.code !== 0) throw new Error(`zsetup init-projections exited with ${run.code}:\n${run.stderr.slice(-2000)}`);
+  const steps = JSON.parse(run.stdout).steps as { summary?: { events?: number } }[];
+  return { ms: run.ms, events: steps.reduce((n, s) => n + Number(s.summary?.events ?? 0), 0) };
 }
 
 /**
@@ -204,7 +190,6 @@ async function settle(server: string): Promise<void> {
 
 const admin = (server: string, text: string) => query(server, text);
 const rate = (n: number, ms: number) => Math.round(n / (ms / 1000)).toLocaleString('en-US');
-const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   benchProjections(process.argv.slice(2)).catch((err) => {

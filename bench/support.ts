@@ -1,7 +1,9 @@
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startEmbedded } from '../src/db/embedded.js';
 
@@ -78,4 +80,59 @@ export async function withSourceDatabase<T>(source: SourceDatabase, body: (name:
   } finally {
     if (!source.given && !source.keep) await query(source.server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
   }
+}
+
+/** The CLI as a user runs it. */
+export const ZSETUP_BIN = fileURLToPath(new URL('../../bin/zsetup.js', import.meta.url));
+
+/** `uptime`'s line: the load averages printed next to every figure. */
+export function uptime(): string {
+  return execFileSync('uptime', { encoding: 'utf8' }).trim();
+}
+
+/** What `/usr/bin/time -f '%M %e %U %S'` reports of a process. */
+export interface ProcessTimes {
+  readonly peakKb: number;
+  readonly elapsedS: number;
+  readonly userS: number;
+  readonly sysS: number;
+}
+
+/** A finished cold zsetup process: its exit code, output and wall time from spawn to exit. */
+export interface ZsetupProcess {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+  /** With `measure`: the process's peak RSS and CPU as `/usr/bin/time` reports them. */
+  readonly times?: ProcessTimes;
+}
+
+/**
+ * Runs `zsetup <args>` as its own process (a cold start, as a user runs it), optionally under
+ * `/usr/bin/time` for its peak RSS and CPU, and resolves when it has exited, whatever its exit code.
+ */
+export function runZsetup(args: readonly string[], options: { measure?: boolean } = {}): Promise<ZsetupProcess> {
+  const timeFile = path.join(os.tmpdir(), `zsetup-bench-time-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  const command = [process.execPath, ZSETUP_BIN, ...args];
+  const [file, argv] = options.measure ? ['/usr/bin/time', ['-o', timeFile, '-f', '%M %e %U %S', ...command]] : [command[0], command.slice(1)];
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = performance.now() - started;
+      let times: ProcessTimes | undefined;
+      if (options.measure) {
+        const [peakKb, elapsedS, userS, sysS] = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+        fs.rmSync(timeFile, { force: true });
+        times = { peakKb, elapsedS, userS, sysS };
+      }
+      resolve({ code, stdout, stderr, ms, times });
+    });
+  });
 }
