@@ -16,7 +16,7 @@ import { loadProjectionModels } from '../steps/03-projections.js';
 import { composeSteps, type Composition } from '../steps/index.js';
 import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './fault/harness.js';
 import { expectEndStateRight } from './fault/oracle.js';
-import { keysSql, LegacyWriter } from './support/legacy-writer.js';
+import { LegacyWriter, writerEventsFound } from './support/legacy-writer.js';
 
 let template: FaultDb;
 beforeAll(async () => {
@@ -37,12 +37,8 @@ async function writer(db: FaultDb): Promise<LegacyWriter> {
 async function expectWriterExactlyOnce(db: FaultDb, w: LegacyWriter): Promise<void> {
   const committed = w.committed();
   expect(committed.length).toBeGreaterThan(20);
-  const [c] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
-    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
-  expect(c.n).toBe(committed.length);
-  const [o] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(w.notCommitted())})
-    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
-  expect(o.n).toBe(0);
+  expect(await writerEventsFound(db, committed)).toBe(committed.length);
+  expect(await writerEventsFound(db, w.notCommitted())).toBe(0);
   expect(w.records.filter((r) => r.outcome === 'failed' && r.code !== '42P01').map((r) => `${r.code} ${r.message}`)).toEqual([]);
 }
 

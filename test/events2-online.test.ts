@@ -14,7 +14,7 @@ import type { RunContext, Step } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
 import { DIFFERENCE_SQL, MOVED_EVENTS2, run, seedAwkwardLegacy } from './events2-support.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { keysSql, LegacyWriter } from './support/legacy-writer.js';
+import { LegacyWriter, writerEventsFound } from './support/legacy-writer.js';
 
 let tdb: TestDatabase | undefined;
 const writers: LegacyWriter[] = [];
@@ -58,14 +58,10 @@ async function expectMovedExactly(t: TestDatabase): Promise<void> {
 async function expectWriterExactlyOnce(t: TestDatabase, w: LegacyWriter): Promise<void> {
   const committed = w.committed();
   expect(committed.length).toBeGreaterThan(20);
-  const [c] = await t.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
-    SELECT count(*)::int AS n FROM k JOIN (${MOVED_EVENTS2}) e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
-  expect(c.n).toBe(committed.length);
+  expect(await writerEventsFound(t, committed, `(${MOVED_EVENTS2})`)).toBe(committed.length);
   const others = w.notCommitted();
   expect(others.length).toBeGreaterThan(0);
-  const [o] = await t.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(others)})
-    SELECT count(*)::int AS n FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
-  expect(o.n).toBe(0);
+  expect(await writerEventsFound(t, others)).toBe(0);
   expect(w.records.filter((r) => r.outcome === 'failed' && r.code !== '42P01').map((r) => `${r.code} ${r.message}`)).toEqual([]);
 }
 

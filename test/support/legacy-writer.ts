@@ -182,3 +182,18 @@ function sleep(ms: number): Promise<void> {
 export function keysSql(keys: readonly LegacyKey[]): string {
   return keys.map((k) => `('${k.instanceId.replaceAll("'", "''")}', ${k.sequence})`).join(', ');
 }
+
+/**
+ * How many of `keys` are the writer's events in `events` (a table, or a parenthesised query yielding
+ * events2 rows): matched by instance and sequence, and by the writer's payload mark. 0 for no keys.
+ */
+export async function writerEventsFound(
+  db: { query(text: string): Promise<{ n: number }[]> },
+  keys: readonly LegacyKey[],
+  events = 'eventstore.events2',
+): Promise<number> {
+  if (keys.length === 0) return 0;
+  const [r] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(keys)})
+    SELECT count(*)::int AS n FROM k JOIN ${events} e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
+  return r.n;
+}
