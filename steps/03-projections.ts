@@ -1,6 +1,6 @@
 import type { Database } from '../src/db/connection.js';
 import { queryableOf } from '../src/db/queryable.js';
-import { completeBookkeeping, legacyMaintained } from '../src/projections/bookkeeping.js';
+import { completeBookkeeping, legacyMaintained, oldVersionLive } from '../src/projections/bookkeeping.js';
 import { queuedEndPoint } from '../src/events2/capture.js';
 import type { ReadableDb } from '../src/events2/catalog.js';
 import { captureEndPoint, type Queryable } from '../src/projections/events.js';
@@ -182,7 +182,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
       // skips it under its name and its handler continues from current_states. Not while the old version
       // still writes eventstore.events (a pass before the cut-over): the record would go into events2
       // ahead of the catch-up, and the projection is whole only after the pass that follows the cut-over.
-      zitadelSteps: async (db) => ((await legacyLive(db)) ? [] : [{ name: model.name }]),
+      zitadelSteps: async (db) => ((await oldVersionLive(db)) ? [] : [{ name: model.name }]),
     };
   });
 }
@@ -233,10 +233,4 @@ async function planFromBound(db: Queryable, model: ProjectionModel, bound: EndPo
     estimatedSeconds: Math.ceil(events / ESTIMATED_EVENTS_PER_SECOND),
     notes: bound.heldByQueue ? ['the end point is held at the earliest event waiting in the capture queue'] : undefined,
   };
-}
-
-/** Whether the old version can still write `eventstore.events` (an online move before its cut-over). */
-async function legacyLive(db: Queryable): Promise<boolean> {
-  const r = await db.query<{ live: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AS live`);
-  return r.rows[0].live;
 }

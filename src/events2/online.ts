@@ -55,7 +55,7 @@ export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Event
       cp = { ...cp, events2Verified: true };
       await ctx.transaction((tx) => ctx.saveCheckpoint(tx, cp));
     }
-    if (end === 'prepare') return prepared(ctx, meter, { ...timings, ...throttleTimings(throttled) }, throttled);
+    if (end === 'prepare') return prepared(ctx, meter, timings, throttled);
     const record = await timed('cutOverMs', () => cutOver(ctx, meter, total));
     cp = { mode: 'online', stage: 'verify', total, cutOver: record };
   }
@@ -65,7 +65,7 @@ export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Event
     await dropProbeTable(tx);
     await sql.raw(`DROP TABLE IF EXISTS ${DIGESTS_TABLE}`).execute(tx);
   });
-  return summary(verified, cp.cutOver, meter, { ...timings, ...throttleTimings(throttled) }, throttled);
+  return summary(verified, cp.cutOver, meter, timings, throttled);
 }
 
 /**
@@ -95,8 +95,9 @@ async function throttledCopy(ctx: RunContext<Events2Checkpoint>, total: number):
   return stopProbe();
 }
 
-function throttleTimings(r: ThrottleReport | undefined): Record<string, number> {
-  return r ? { copyThrottledMs: r.throttledMs, copyPausedMs: r.pausedMs } : {};
+/** The throttle's report and its two times, for a step summary; nothing when it was off. */
+function throttleSummary(r: ThrottleReport | undefined): Record<string, unknown> {
+  return r ? { copyThrottle: r, copyThrottledMs: r.throttledMs, copyPausedMs: r.pausedMs } : {};
 }
 
 /** `; the copy was throttled 12.0 s of it (paused 3.1 s) for the old version's writers`, or nothing. */
@@ -244,8 +245,8 @@ async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter,
     appliedFromCapture: meter.applied,
     oldVersionWritesPerSecond: Math.round(meter.writeRate),
     backlog: waiting,
-    ...(throttled ? { copyThrottle: throttled } : {}),
     ...timings,
+    ...throttleSummary(throttled),
   };
 }
 
@@ -261,7 +262,7 @@ function summary(verified: { events: number; instances: number }, cut: CutOverRe
     appliedFromCapture: meter.applied + (cut?.drained ?? 0),
     oldVersionWritesPerSecond: Math.round(meter.writeRate),
     ...(cut ? { cutOver: cut } : {}),
-    ...(throttled ? { copyThrottle: throttled } : {}),
     ...timings,
+    ...throttleSummary(throttled),
   };
 }

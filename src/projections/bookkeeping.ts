@@ -131,7 +131,7 @@ export async function ensureBookkeeping(db: Queryable): Promise<StatesShape> {
 }
 
 /** Whether the old version can still write `eventstore.events` (an online move before its cut-over). */
-async function oldVersionLive(db: Queryable): Promise<boolean> {
+export async function oldVersionLive(db: Queryable): Promise<boolean> {
   const r = await db.query<{ live: boolean }>(`SELECT to_regclass('eventstore.events') IS NOT NULL AS live`);
   return r.rows[0].live;
 }
