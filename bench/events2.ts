@@ -15,8 +15,12 @@
  * event arrived exactly once.
  *
  *   npx tsc -p . && node_modules/.bin/node dist/bench/events2.js [--shapes default,issue,large-payloads,one-instance]
- *     [--events 2000000] [--rounds 1] [--concurrency 2] [--rate 1000] [--no-online] [--throttle auto|off] [--keep-source PREFIX]
+ *     [--events 2000000] [--rounds 1] [--concurrency 2] [--rate 1000] [--no-online] [--warm-projections] [--throttle auto|off] [--keep-source PREFIX]
  *   … dist/bench/events2.js --capture-probe   # only: the capture trigger's cost per insert, statement vs row level
+ *
+ * `--warm-projections` adds a third online run (default shape): `migrate --prepare --init-projections`, then
+ * `migrate --init-projections`, the writer on, and prints each projection pass and how long the new version
+ * waits after the cut-over for warm projections, against the pass before it (about what a cold prefill takes).
  *
  * `--keep-source PREFIX` keeps each shape's seeded source as `PREFIX_<shape>` and reuses it when it exists.
  * Server: $ZSETUP_BENCH_DATABASE_URL, else an embedded PostgreSQL in a temporary directory.
@@ -31,8 +35,9 @@ import { MAPPED_COLUMNS } from '../src/events2/sql.js';
 import { migrate } from '../src/migrate.js';
 import { EVENTS2_INDEXES, EVENTS2_NOT_NULLS, EVENTS2_PRIMARY_KEY, LEGACY_EVENTS_TABLE } from '../src/schema.js';
 import { seedLegacy, type SeedOptions } from '../src/seed/index.js';
-import type { RunEvent } from '../src/step.js';
+import type { RunEvent, Step, StepResult } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
+import { composeSteps } from '../steps/index.js';
 import { keysSql, LegacyWriter, type WriteRecord } from '../test/support/legacy-writer.js';
 import { benchServer, dbName, log, query, seconds, urlFor, runZsetup } from './support.js';
 
@@ -65,6 +70,8 @@ interface BenchOptions {
   /** Interleaved reference / zsetup runs per shape; the median is reported. */
   readonly rounds: number;
   readonly online: boolean;
+  /** Also the online move with `--init-projections` (warm projections across the cut-over). */
+  readonly warm: boolean;
   /** The online copy's throttle (`--throttle auto|off`, as `zsetup migrate --throttle`). */
   readonly throttle: 'auto' | 'off';
   /** Prefix of the seeded source databases to keep (and reuse when they exist) across runs. */
@@ -90,6 +97,7 @@ export async function benchEvents2(argv: string[]): Promise<void> {
     concurrency: { type: 'string', default: String(Math.max(2, os.availableParallelism())) },
     rate: { type: 'string', default: '1000' },
     'no-online': { type: 'boolean' },
+    'warm-projections': { type: 'boolean' },
     throttle: { type: 'string', default: 'auto' },
     'keep-source': { type: 'string' },
     'capture-probe': { type: 'boolean' },
@@ -106,7 +114,7 @@ export async function benchEvents2(argv: string[]): Promise<void> {
   });
   const options: BenchOptions = {
     events: Number(values.events), concurrency: Number(values.concurrency), rate: Number(values.rate),
-    rounds: Math.max(1, Number(values.rounds)), online: !values['no-online'], keepSource,
+    rounds: Math.max(1, Number(values.rounds)), online: !values['no-online'], warm: Boolean(values['warm-projections']), keepSource,
     throttle: values.throttle === 'off' ? 'off' : 'auto',
   };
   const server = await benchServer();
@@ -208,9 +216,16 @@ async function onlinePart(serverUrl: string, copy: (kind: string) => Promise<str
   const referenceOutageMs = longestOutage(refRecords, t, refSwitch);
   log(`reference with the writer on: ${seconds(referenceMs)}; longest insert blocked or failing before the switch: ${seconds(referenceOutageMs)}`);
   await query(serverUrl, 'CHECKPOINT');
-  const online = await onlineMove(on, options);
+  const online = await onlineMove(on, options, false);
   report(online, { referenceMs, referenceOutageMs, offlineMs });
-  return online.exact;
+  if (!options.warm) return online.exact;
+  const warmUrl = await copy('warm');
+  await query(serverUrl, 'CHECKPOINT');
+  log('online move with --init-projections (warm projections across the cut-over), the writer on:');
+  const warm = await onlineMove(warmUrl, options, true);
+  report(warm, { referenceMs, referenceOutageMs, offlineMs });
+  reportWarm(warm);
+  return online.exact && warm.exact;
 }
 
 function finalTable(results: readonly ShapeResult[]): void {
@@ -345,19 +360,57 @@ interface OnlineResult {
   readonly switchAt: number;
   readonly moveStart: number;
   readonly exact: boolean;
+  /** With --init-projections: each projection pass's span (first start to last end) and events applied, per run. */
+  readonly passes: readonly ProjectionPassSpan[];
+  /** When the run with the cut-over ended (the projections after it caught up). */
+  readonly endAt: number;
+}
+
+/** One pass of the projection steps within one `migrate` run. */
+interface ProjectionPassSpan {
+  /** The run and the pass, e.g. `migrate: after the cut-over`. */
+  readonly label: string;
+  readonly from: number;
+  readonly to: number;
+  readonly events: number;
+  readonly steps: number;
+}
+
+/** A projection step that did work: its run, its pass (from its title), its start and end, its events. */
+interface ProjectionRun {
+  readonly run: string;
+  readonly pass: string;
+  readonly from: number;
+  readonly to: number;
+  readonly events: number;
+}
+
+/** The spans of the projection passes, in the order they began. */
+function passSpans(runs: readonly ProjectionRun[]): ProjectionPassSpan[] {
+  const groups = new Map<string, ProjectionRun[]>();
+  for (const r of runs) groups.set(`${r.run}${r.pass}`, [...(groups.get(`${r.run}${r.pass}`) ?? []), r]);
+  return [...groups].map(([label, rs]) => ({
+    label, steps: rs.length, events: rs.reduce((n, r) => n + r.events, 0),
+    from: Math.min(...rs.map((r) => r.from)), to: Math.max(...rs.map((r) => r.to)),
+  })).sort((a, b) => a.from - b.from);
 }
 
 /**
  * zsetup's online move with the writer on: 10 s of baseline (no capture), `--prepare`, 10 s with the
  * capture on and nothing else running, then `migrate` (catch-up and cut-over), the writer still on.
  */
-async function onlineMove(url: string, options: BenchOptions): Promise<OnlineResult> {
+async function onlineMove(url: string, options: BenchOptions, warm: boolean): Promise<OnlineResult> {
   const database: Database = await openDatabase({ kind: 'url', url }, { statementTimeoutMs: 0, lockTimeoutMs: 30_000, maxConnections: options.concurrency + 4 });
   const phases = new Map<string, [number, number]>();
   let current = '';
   let label = '';
+  const startedAt = new Map<string, number>();
+  const projectionRuns: ProjectionRun[] = [];
   const onEvent = (e: RunEvent) => {
-    if (e.type !== 'step-progress') return;
+    // A step id appears twice in a warm run (a pass before and after the cut-over): its end belongs to its latest start.
+    if (e.type === 'step-start') startedAt.set(e.stepId, Date.now());
+    if (e.type === 'step-end') recordProjection(e.result);
+    if (e.type !== 'step-progress' || e.stepId !== events2Step.id) return;
     const phase = label + (e.progress.phase.startsWith('index') ? 'indexes' : e.progress.phase.replace(/ locked$/, ''));
     if (phase !== current) {
       const now = Date.now();
@@ -366,16 +419,22 @@ async function onlineMove(url: string, options: BenchOptions): Promise<OnlineRes
       current = phase;
     }
   };
-  const run = (step: typeof events2Step) => migrate(database, { steps: [step], lockWaitMs: 10_000, stepOptions: { concurrency: options.concurrency, exact: false, throttle: options.throttle }, version: 'bench', onEvent });
+  const recordProjection = (r: StepResult) => {
+    if (r.status !== 'succeeded' || typeof r.summary?.projection !== 'string') return;
+    const pass = / \((before|after) the cut-over\)$/.exec(r.title)?.[1] ?? 'one pass';
+    projectionRuns.push({ run: label || '--prepare: ', pass: pass === 'one pass' ? pass : `${pass} the cut-over`, from: startedAt.get(r.id) ?? Date.now(), to: Date.now(), events: Number(r.summary.events ?? 0) });
+  };
+  const run = (steps: Step<any>[]) => migrate(database, { steps, lockWaitMs: 10_000, stepOptions: { concurrency: options.concurrency, exact: false, throttle: options.throttle }, version: 'bench', onEvent });
   const writer = await LegacyWriter.start({ url, ...writerShape(options.rate) });
   try {
     const b0 = Date.now();
     await sleep(10_000);
     const baseline = [b0, Date.now()] as const;
     const moveStart = Date.now();
-    const prepared = await run(events2StepFor('prepare'));
+    const prepared = await run(warm ? await composeSteps(database.db, { initProjections: true, move: 'prepare' }) : [events2StepFor('prepare')]);
     const prepareMs = Date.now() - moveStart;
-    if (prepared.steps[0].status !== 'succeeded') throw new Error(`zsetup --prepare failed: ${JSON.stringify(prepared.steps[0].error)}`);
+    const preparedFailed = prepared.steps.find((r) => r.status !== 'succeeded');
+    if (preparedFailed) throw new Error(`zsetup --prepare failed in ${preparedFailed.id}: ${JSON.stringify(preparedFailed.error)}`);
     if (phases.has(current)) phases.get(current)![1] = Date.now();
     current = '';
     label = 'migrate: ';
@@ -383,16 +442,19 @@ async function onlineMove(url: string, options: BenchOptions): Promise<OnlineRes
     await sleep(10_000);
     const captureIdle = [c0, Date.now()] as const;
     const t = Date.now();
-    const done = await run(events2Step);
-    const cutOverRunMs = Date.now() - t;
+    const done = await run(warm ? await composeSteps(database.db, { initProjections: true }) : [events2Step]);
+    const endAt = Date.now();
+    const cutOverRunMs = endAt - t;
     if (phases.has(current)) phases.get(current)![1] = Date.now();
-    if (done.steps[0].status !== 'succeeded') throw new Error(`zsetup migrate failed: ${JSON.stringify(done.steps[0].error)}`);
-    const summary: Record<string, unknown> = done.steps[0].summary ?? {};
+    const doneFailed = done.steps.find((r) => r.status === 'failed' || r.status === 'interrupted' || r.status === 'not-run');
+    if (doneFailed) throw new Error(`zsetup migrate failed in ${doneFailed.id}: ${JSON.stringify(doneFailed.error)}`);
+    const summary: Record<string, unknown> = done.steps.find((r) => r.summary?.cutOver)?.summary ?? {};
     const switchAt = Date.parse((summary.cutOver as { at: string }).at);
     await sleep(1000);
     const records = await writer.stop();
-    const exact = await exactlyOnce(database, writer);
-    return { prepareMs, cutOverRunMs, prepareSummary: prepared.steps[0].summary ?? {}, summary, records, phases, baseline, captureIdle, switchAt, moveStart, exact };
+    const exact = await exactlyOnce(database, writer, moveStart);
+    const prepareSummary = prepared.steps.find((r) => r.id === events2Step.id)?.summary ?? {};
+    return { prepareMs, cutOverRunMs, prepareSummary, summary, records, phases, baseline, captureIdle, switchAt, moveStart, exact, passes: passSpans(projectionRuns), endAt };
   } finally {
     await writer.stop();
     await database.close();
@@ -400,9 +462,12 @@ async function onlineMove(url: string, options: BenchOptions): Promise<OnlineRes
 }
 
 /** events2 equals the mapping of events_old, and every committed write of the writer is in it once. */
-async function exactlyOnce(database: Database, writer: LegacyWriter): Promise<boolean> {
+async function exactlyOnce(database: Database, writer: LegacyWriter, moveStart: number): Promise<boolean> {
   const mapped = `SELECT ${MAPPED_COLUMNS} FROM eventstore.events_old`;
-  const moved = `SELECT * FROM eventstore.events2 WHERE NOT (instance_id = '' AND aggregate_type = 'system' AND event_type LIKE 'system.migration.%' AND coalesce(payload->>'name' = '14_events_push', false))`;
+  // Not the events zsetup wrote during the move: ZITADEL's migration bookkeeping and (with --init-projections) the
+  // milestones step's events. The legacy table's own system.migration events are moved like any other.
+  const moved = `SELECT * FROM eventstore.events2 WHERE NOT ((aggregate_type = 'system' AND event_type LIKE 'system.migration.%' OR aggregate_type = 'milestone')
+    AND created_at >= to_timestamp(${moveStart / 1000}))`;
   const d = await database.pool.query(`SELECT (SELECT count(*) FROM (${mapped} EXCEPT ALL ${moved}) a)::int AS missing, (SELECT count(*) FROM (${moved} EXCEPT ALL ${mapped}) b)::int AS extra`);
   const committed = writer.committed();
   const found = committed.length === 0 ? { rows: [{ n: 0 }] } : await database.pool.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
@@ -433,6 +498,15 @@ function report(o: OnlineResult, ref: { referenceMs: number; referenceOutageMs: 
   const failed = o.records.filter((r) => r.outcome === 'failed' && r.start < o.switchAt);
   const codes = [...new Set(failed.map((r) => r.code ?? r.message))].join(', ');
   log(`  writer: ${committed} events committed during the run; ${failed.length} transactions started before the switch failed${codes ? ` (${codes}${codes === '42P01' ? ': queued behind the cut-over\'s lock, then the table was renamed' : ''})` : ''}`);
+}
+
+/** The warm-projection figures: each pass, and the new version's wait after the cut-over. */
+function reportWarm(o: OnlineResult): void {
+  for (const p of o.passes) log(`  projections, ${p.label}: ${p.events} events over ${p.steps} projections in ${seconds(p.to - p.from)}`);
+  const before = o.passes.find((p) => p.label === '--prepare: before the cut-over');
+  const wait = o.endAt - o.switchAt;
+  log(`  after the cut-over the projections were warm ${seconds(wait)} later (catch-up of the projections and the milestones)` +
+    (before ? `; the pass before the cut-over, about what a cold start would wait, took ${seconds(before.to - before.from)}` : ''));
 }
 
 async function queryLast(url: string, text: string): Promise<any> {
