@@ -124,10 +124,11 @@ afterEach(async () => {
   tdb = undefined;
 });
 
-/** Settings under which every probe counts as slow: the throttle goes to its floor and stays there. */
-// Every probe is slow, so each one steps a rung down. The ladder is short (full, 50 %, 90 %): two probes
-// reach the floor, well inside the copy even when a loaded machine makes each probe slow (with the default
-// four pause ratios a CI run once finished the copy at 75 %).
+/**
+ * Settings under which every probe counts as slow: each probe steps a rung down, to the floor, and it stays
+ * there. The ladder is short (full, 50 %, 90 %), so two probes reach the floor well inside the copy even when
+ * a loaded machine makes each probe slow (with the default four pause ratios a CI run once ended at 75 %).
+ */
 const ALWAYS_SLOW: Partial<ThrottleSettings> = { slowRatio: 0, slackMs: -1000, backOffEveryMs: 0, probeEveryMs: 20, maxSlowdown: 100, niceRatios: [4] };
 
 function run(database: Database, steps: Step<any>[], throttle: StepOptions['throttle'] = ALWAYS_SLOW) {
