@@ -16,7 +16,8 @@ import { loadProjectionModels } from '../steps/03-projections.js';
 import { composeSteps, type Composition } from '../steps/index.js';
 import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './fault/harness.js';
 import { expectEndStateRight } from './fault/oracle.js';
-import { LegacyWriter, writerEventsFound } from './support/legacy-writer.js';
+import { LegacyWriter } from './support/legacy-writer.js';
+import { expectWriterExactlyOnce } from './support/moved.js';
 
 let template: FaultDb;
 beforeAll(async () => {
@@ -33,14 +34,6 @@ async function writer(db: FaultDb): Promise<LegacyWriter> {
   return LegacyWriter.start({ url: db.url, eventsPerSecond: 300, connections: 4, projectionPayloads: true, instances: live.map((r) => r.id) });
 }
 
-/** Every committed write of the writer is in events2 exactly once, no other one is there, none failed but with 42P01. */
-async function expectWriterExactlyOnce(db: FaultDb, w: LegacyWriter): Promise<void> {
-  const committed = w.committed();
-  expect(committed.length).toBeGreaterThan(20);
-  expect(await writerEventsFound(db, committed)).toBe(committed.length);
-  expect(await writerEventsFound(db, w.notCommitted())).toBe(0);
-  expect(w.records.filter((r) => r.outcome === 'failed' && r.code !== '42P01').map((r) => `${r.code} ${r.message}`)).toEqual([]);
-}
 
 /** The writer's committed `org.added` events, each a row of projections.orgs1 named as the writer named it. */
 async function expectWriterOrgsProjected(db: FaultDb): Promise<void> {
@@ -108,7 +101,7 @@ describe('migrate --init-projections on a legacy database with the old version w
     expect(run.stderr).toMatch(/cut over on attempt \d+/);
     await w.stop();
     await expectPassesSplitAtTheirEndPoints(db, before, after);
-    await expectWriterExactlyOnce(db, w);
+    await expectWriterExactlyOnce(db, w, 21);
     // Nothing recorded for ZITADEL before the cut-over is left unrecorded after it.
     const [m] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE aggregate_type = 'system' AND event_type = 'system.migration.done' AND payload->>'name' = 'projections.orgs1'`);
     expect(m.n).toBe(1);
@@ -239,7 +232,7 @@ describe('kill -9 around the pass before the cut-over, with the old version writ
 async function expectFinishedExactly(db: FaultDb, w: LegacyWriter, steps: StepLine[]): Promise<void> {
   expectWarmOrder(steps);
   await w.stop();
-  await expectWriterExactlyOnce(db, w);
+  await expectWriterExactlyOnce(db, w, 21);
   const last = await zsetup(['init-projections', '--concurrency', '2', '-d', db.url]);
   expect(last.code, last.stderr).toBe(0);
   await expectWriterOrgsProjected(db);
@@ -364,7 +357,7 @@ describe('a projection the old version maintains, before the cut-over', () => {
       expect(state).toEqual({ past: true });
       const [recorded] = await db.query(`SELECT count(*)::int AS n FROM eventstore.events2 WHERE event_type = 'system.migration.done' AND payload->>'name' = '15_current_projection_state'`);
       expect(recorded.n).toBe(1);
-      await expectWriterExactlyOnce(db, w);
+      await expectWriterExactlyOnce(db, w, 21);
     } finally {
       await w.stop().catch(() => {});
       await database.close();

@@ -14,9 +14,10 @@ import { migrate } from '../src/migrate.js';
 import { ProgressMeter } from '../src/progress.js';
 import type { RunContext, Step, StepOptions } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
-import { DIFFERENCE_SQL, MOVED_EVENTS2, seedAwkwardLegacy } from './events2-support.js';
+import { DIFFERENCE_SQL, seedAwkwardLegacy } from './events2-support.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { LegacyWriter, writerEventsFound } from './support/legacy-writer.js';
+import { LegacyWriter } from './support/legacy-writer.js';
+import { expectWriterExactlyOnce } from './support/moved.js';
 
 /** Feeds `ms` samples every `every` ms from `from`, returning every state. */
 function feed(state: ThrottleState, samples: readonly number[], from: number, every = 150, baseline = 2, maxLevel = 5): ThrottleState[] {
@@ -147,10 +148,7 @@ async function setUp(perInstance: number): Promise<{ t: TestDatabase; database: 
 /** events2 equals the mapping of events_old; every committed event of the writer is in it once, no other. */
 async function expectExact(t: TestDatabase, w: LegacyWriter): Promise<void> {
   expect((await t.query(DIFFERENCE_SQL))[0]).toEqual({ missing: 0, extra: 0 });
-  const committed = w.committed();
-  expect(committed.length).toBeGreaterThan(20);
-  expect(await writerEventsFound(t, committed, `(${MOVED_EVENTS2})`)).toBe(committed.length);
-  expect(await writerEventsFound(t, w.notCommitted())).toBe(0);
+  await expectWriterExactlyOnce(t, w, 21);
   expect((await t.query(`SELECT to_regclass('zsetup.events2_probe')::text AS probe`))[0].probe).toBeNull();
 }
 

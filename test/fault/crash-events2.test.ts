@@ -6,7 +6,8 @@
  * attempt, after it; every committed event must then be in events2 exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LegacyWriter, keysSql } from '../support/legacy-writer.js';
+import { LegacyWriter } from '../support/legacy-writer.js';
+import { expectWriterExactlyOnce } from '../support/moved.js';
 import { copyOf, dropAll, migrateArgs, prepareCli, seededTemplate, waitNoBackends, zsetup, type FaultDb } from './harness.js';
 import { expectEndStateRight } from './oracle.js';
 
@@ -134,24 +135,3 @@ describe('kill -9 during the online events2 move with the old version writing, t
     });
   }
 });
-
-/** Every committed write of the writer is in events2 exactly once, none of the others is anywhere. */
-export async function expectWriterExactlyOnce(db: { query: FaultDb['query'] }, writer: LegacyWriter): Promise<void> {
-  const committed = writer.committed();
-  expect(committed.length).toBeGreaterThan(0);
-  const [c] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(committed)})
-    SELECT (SELECT count(*)::int FROM k) AS keys,
-           (SELECT count(*)::int FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.creator LIKE 'user-%' AND e.payload->>'by' = 'legacy-writer') AS in_events2,
-           (SELECT count(DISTINCT (k.instance_id, k.seq))::int FROM k) AS distinct_keys`);
-  expect(c).toEqual({ keys: committed.length, in_events2: committed.length, distinct_keys: committed.length });
-  const others = writer.notCommitted();
-  if (others.length) {
-    const [o] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(others)})
-      SELECT (SELECT count(*)::int FROM k JOIN eventstore.events2 e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer') AS in_events2,
-             (SELECT count(*)::int FROM k JOIN eventstore.events_old e ON e.instance_id = k.instance_id AND e.event_sequence = k.seq) AS in_old`);
-    expect(o).toEqual({ in_events2: 0, in_old: 0 });
-  }
-  // After the cut-over the old version's inserts fail with 42P01 (undefined table), nothing else.
-  const failures = writer.records.filter((r) => r.outcome === 'failed');
-  expect(failures.filter((f) => f.code !== '42P01').map((f) => `${f.code}: ${f.message}`)).toEqual([]);
-}

@@ -185,15 +185,18 @@ export function keysSql(keys: readonly LegacyKey[]): string {
 
 /**
  * How many of `keys` are the writer's events in `events` (a table, or a parenthesised query yielding
- * events2 rows): matched by instance and sequence, and by the writer's payload mark. 0 for no keys.
+ * events2 rows; with `legacy`, a table of the legacy shape such as events_old): matched by instance and
+ * sequence, and by the writer's payload mark. 0 for no keys.
  */
 export async function writerEventsFound(
   db: { query(text: string): Promise<{ n: number }[]> },
   keys: readonly LegacyKey[],
   events = 'eventstore.events2',
+  legacy = false,
 ): Promise<number> {
   if (keys.length === 0) return 0;
+  const [sequence, payload] = legacy ? ['event_sequence', 'event_data'] : ['"sequence"', 'payload'];
   const [r] = await db.query(`WITH k(instance_id, seq) AS (VALUES ${keysSql(keys)})
-    SELECT count(*)::int AS n FROM k JOIN ${events} e ON e.instance_id = k.instance_id AND e."sequence" = k.seq AND e.payload->>'by' = 'legacy-writer'`);
+    SELECT count(*)::int AS n FROM k JOIN ${events} e ON e.instance_id = k.instance_id AND e.${sequence} = k.seq AND e.${payload}->>'by' = 'legacy-writer'`);
   return r.n;
 }
