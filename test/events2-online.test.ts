@@ -12,7 +12,7 @@ import { abortMove } from '../src/events2/abort.js';
 import { planMigrate } from '../src/plan.js';
 import type { RunContext, Step } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
-import { DIFFERENCE_SQL, run, seedAwkwardLegacy } from './events2-support.js';
+import { crashingStep, DIFFERENCE_SQL, run, seedAwkwardLegacy } from './events2-support.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { LegacyWriter } from './support/legacy-writer.js';
 import { expectWriterExactlyOnce as expectWriterExactlyOnceShared } from './support/moved.js';
@@ -202,6 +202,23 @@ describe('online move: what it refuses and waits for', () => {
     expect(step.error?.message).toMatch(/UPDATE of 2 row\(s\) at .* by \w+ \(old-zitadel\)/);
     expect(step.error?.message).not.toMatch(/DELETE/);
     expect((await t.query(`SELECT to_regclass('eventstore.events')::text AS t`))[0].t).toBe('eventstore.events');
+    expect(await abortMove(database, { lockWaitMs: 5000 })).toMatchObject({ status: 'aborted' });
+  });
+
+  it('refuses (exit 4) when events2 differs from what the copy wrote, found beside the index builds; eventstore.events untouched', async () => {
+    const { t, database } = await legacy(300);
+    const before = await t.query(`SELECT count(*)::int AS n, sum(hashtextextended(e::text, 0))::text AS h FROM eventstore.events e`);
+    // Killed as the index builds start: events2 holds exactly the copied rows; then one of them is lost.
+    expect((await run(database, [crashingStep({ phase: 'index', onPhase: true }, events2StepFor('prepare'))])).steps[0].status).toBe('failed');
+    await t.query(`DELETE FROM eventstore.events2 WHERE ctid = (SELECT min(ctid) FROM eventstore.events2 WHERE instance_id = 'inst-b')`);
+    const step = (await run(database, [events2StepFor('prepare')])).steps[0];
+    expect(step.status).toBe('failed');
+    expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
+    expect(step.error?.message).toMatch(/events2 differs from what the online move copied for 1 instance\(s\): instance 'inst-b': 300 event\(s\) copied, 299 in events2/);
+    expect(await t.query(`SELECT count(*)::int AS n, sum(hashtextextended(e::text, 0))::text AS h FROM eventstore.events e`)).toEqual(before);
+    // The builds ran to the end beside the check; the move stays before its cut-over, and abort-move cleans up.
+    expect((await t.query(`SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'eventstore.events2'::regclass AND indisvalid`))[0].n).toBe(4);
+    expect((await t.query(`SELECT checkpoint->>'stage' AS stage FROM zsetup.steps WHERE id = 'events2'`))[0].stage).toBe('build');
     expect(await abortMove(database, { lockWaitMs: 5000 })).toMatchObject({ status: 'aborted' });
   });
 

@@ -107,9 +107,9 @@ async function digest(database: Database, query: string): Promise<Map<string, In
 }
 
 /** One line per mismatching instance, for messages. */
-export function describeMismatches(mismatches: readonly InstanceMismatch[], limit = 10): string {
+export function describeMismatches(mismatches: readonly InstanceMismatch[], limit = 10, source = 'in events_old'): string {
   const lines = mismatches.slice(0, limit).map((m) =>
-    `instance '${m.instanceId}': ${m.oldEvents.toLocaleString('en-US')} event(s) in events_old, ${m.events2Events.toLocaleString('en-US')} in events2${m.oldEvents === m.events2Events ? ', contents differ' : ''}`);
+    `instance '${m.instanceId}': ${m.oldEvents.toLocaleString('en-US')} event(s) ${source}, ${m.events2Events.toLocaleString('en-US')} in events2${m.oldEvents === m.events2Events ? ', contents differ' : ''}`);
   if (mismatches.length > limit) lines.push(`… and ${(mismatches.length - limit).toLocaleString('en-US')} more instance(s)`);
   return lines.join('; ');
 }
