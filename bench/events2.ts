@@ -213,7 +213,7 @@ async function onlinePart(serverUrl: string, copy: (kind: string) => Promise<str
   const refSwitch = Date.now();
   await sleep(1000);
   const refRecords = await refWriter.stop();
-  const referenceOutageMs = longestOutage(refRecords, t, refSwitch);
+  const referenceOutageMs = longestOutage(refRecords, t, refSwitch).ms;
   log(`reference with the writer on: ${seconds(referenceMs)}; longest insert blocked or failing before the switch: ${seconds(referenceOutageMs)}`);
   await query(serverUrl, 'CHECKPOINT');
   const online = await onlineMove(on, options, false);
@@ -328,16 +328,34 @@ function sleep(ms: number): Promise<void> {
  * writes): the longest gap in [from, switchAt] without a commit, counting a transaction's own time
  * to commit (without its deliberate hold) as blocked.
  */
-function longestOutage(records: readonly WriteRecord[], from: number, switchAt: number): number {
-  const commits = records.filter((r) => r.outcome === 'committed' && r.end >= from && r.end <= switchAt).map((r) => r.end).sort((a, b) => a - b);
-  let longest = 0;
+function longestOutage(records: readonly WriteRecord[], from: number, switchAt: number): Outage {
+  const committed = records.filter((r) => r.outcome === 'committed' && r.end >= from && r.end <= switchAt);
+  const commits = committed.map((r) => r.end).sort((a, b) => a - b);
+  let longest: Outage = { ms: 0, from, to: from, kind: 'no commit' };
   let last = from;
   for (const end of [...commits, switchAt]) {
-    longest = Math.max(longest, end - last);
+    if (end - last > longest.ms) longest = { ms: end - last, from: last, to: end, kind: 'no commit' };
     last = end;
   }
-  for (const r of records) if (r.outcome === 'committed' && r.end >= from && r.end <= switchAt) longest = Math.max(longest, r.end - r.start - r.holdMs);
+  for (const r of committed) {
+    const own = r.end - r.start - r.holdMs;
+    if (own > longest.ms) longest = { ms: own, from: r.start, to: r.end, kind: 'one transaction' };
+  }
   return longest;
+}
+
+/** The longest stretch of an outage: no commit at all, or one transaction's own time to commit. */
+interface Outage {
+  readonly ms: number;
+  readonly from: number;
+  readonly to: number;
+  readonly kind: 'no commit' | 'one transaction';
+}
+
+/** The phases an outage overlapped, by name. */
+function phasesOf(outage: Outage, phases: ReadonlyMap<string, readonly [number, number]>): string {
+  const names = [...phases].filter(([, [a, b]]) => a < outage.to && b > outage.from).map(([name]) => name);
+  return names.length ? names.join(', ') : 'between phases';
 }
 
 /** p50 / p99 of the writer's commit latency (without the deliberate hold) in [from, to). */
@@ -480,13 +498,15 @@ async function exactlyOnce(database: Database, writer: LegacyWriter, moveStart: 
 function report(o: OnlineResult, ref: { referenceMs: number; referenceOutageMs: number; offlineMs: number }): void {
   const ms = (n: number) => `${Math.round(n)} ms`;
   const cut = o.summary.cutOver as { attempts: number; lockHeldMs: number; lockWaitMs: number; drained: number };
-  const outage = longestOutage(o.records, o.moveStart, o.switchAt);
+  const longest = longestOutage(o.records, o.moveStart, o.switchAt);
+  const outage = longest.ms;
   const base = latency(o.records, ...o.baseline);
   const idle = latency(o.records, ...o.captureIdle);
   const totalMs = o.prepareMs + o.cutOverRunMs;
   log(`zsetup online: --prepare ${seconds(o.prepareMs)} (${timings(o.prepareSummary)}), then migrate ${seconds(o.cutOverRunMs)} (${timings(o.summary)}); total ${seconds(totalMs)} = ${(totalMs / ref.offlineMs).toFixed(2)}× the offline move (target ≤ 1.5)`);
   log(`  cut-over: attempt ${cut.attempts}, lock held ${ms(cut.lockHeldMs)} (target ≤ 200 ms), waited ${ms(cut.lockWaitMs)} for it, ${cut.drained} events drained under it`);
   log(`  longest insert blocked or failing before the switch: ${ms(outage)} (target ≤ 1000 ms); reference ${seconds(ref.referenceOutageMs)}; ratio ${((outage / ref.referenceOutageMs) * 100).toFixed(2)}% (target ≤ 1%)`);
+  log(`    it was ${longest.kind === 'no commit' ? 'a stretch without any commit' : 'one transaction\'s own time to commit'}, ${((longest.from - o.moveStart) / 1000).toFixed(1)} s into the move, during ${phasesOf(longest, new Map([...o.phases, ['the wait with the capture on and nothing else running', o.captureIdle]]))}`);
   log(`  writer latency p50 / p99: baseline (no capture) ${ms(base.p50)} / ${ms(base.p99)} (${base.n} tx); capture on, nothing else running ${ms(idle.p50)} / ${ms(idle.p99)} (${idle.n} tx)`);
   for (const [phase, [from, to]] of o.phases) {
     const l = latency(o.records, from, to);
