@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js';
-import { isTimestamp } from './payload.js';
+import { Base64Bytes, isTimestamp } from './payload.js';
 import type { ColumnDefinition, ColumnValue, ProjectionDefinition, ProjectionEvent, ProjectionWriter, Reducer, Row, TableDefinition } from './types.js';
 
 /** A table definition checked and prepared for the engine. */
@@ -151,7 +151,7 @@ function fits(type: ColumnDefinition['type'], value: NonNullable<ColumnValue>): 
     case 'smallint[]':
       return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v >= SMALLINT[0] && v <= SMALLINT[1]);
     case 'bytea':
-      return typeof value === 'string' && BYTEA_HEX.test(value);
+      return (typeof value === 'string' && BYTEA_HEX.test(value)) || value instanceof Base64Bytes;
   }
 }
 
@@ -161,7 +161,8 @@ function checkColumn(table: TableModel, col: ColumnDefinition, value: ColumnValu
     return null;
   }
   if (!fits(col.type, value)) throw new TypeError(`${table.name}.${col.name} (${col.type}) cannot hold ${JSON.stringify(value)}`);
-  return value;
+  // Keys are compared as strings (keyString): a key's bytes in their hex form.
+  return value instanceof Base64Bytes && table.primaryKey.includes(col.name) ? value.toJSON() : value;
 }
 
 /** Throws unless `value` fits the column; the engine validates before writing so one bad event cannot fail a batch. */

@@ -71,22 +71,50 @@ export function optIntArray(p: Readonly<Record<string, unknown>>, key: string): 
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/**
- * The bytes of a base64 string, the way Go's encoding/json decodes a `[]byte` field: standard alphabet
- * with padding, line breaks ignored; anything else is an error.
- */
-export function base64Bytes(key: string, v: unknown): Buffer {
+/** The base64 text of `v` without line breaks, validated the way Go's encoding/json decodes a `[]byte` field: standard alphabet with padding, line breaks ignored; anything else is an error. */
+function base64Text(key: string, v: unknown): string {
   if (typeof v !== 'string') throw wrong(key, 'a base64 string', v);
+  // Without line breaks, replace returns the string itself: a large value is not copied.
   const s = v.replace(/[\r\n]/g, '');
   if (!BASE64.test(s)) throw wrong(key, 'standard base64 with padding', v);
-  return Buffer.from(s, 'base64');
+  return s;
 }
 
-/** A `[]byte` key (base64 in JSON) as a bytea value in hex form (`\x…`). */
-export function optBytes(p: Readonly<Record<string, unknown>>, key: string): string | undefined {
+/** The bytes of a base64 string, the way Go's encoding/json decodes a `[]byte` field (see base64Text). */
+export function base64Bytes(key: string, v: unknown): Buffer {
+  return Buffer.from(base64Text(key, v), 'base64');
+}
+
+/**
+ * A bytea value held as the payload's base64 text (validated), not as its bytes or their hex form: the
+ * text is the payload's own string, so a large value (SAML metadata: megabytes) is not copied while its
+ * batch is folded and waits to be written. COPY decodes it straight into the data sent (write.ts); JSON
+ * (`toJSON`) and query parameters (`toPostgres`, as pg calls it) carry the hex form `\x…`.
+ */
+export class Base64Bytes {
+  constructor(readonly base64: string) {}
+
+  /** Number of bytes the text decodes to. */
+  get length(): number {
+    const n = this.base64.length;
+    return (n / 4) * 3 - (this.base64.endsWith('==') ? 2 : this.base64.endsWith('=') ? 1 : 0);
+  }
+
+  /** PostgreSQL's hex form of the bytes, `\x…`: a bytea value as a reducer may write it. */
+  toJSON(): string {
+    return `\\x${Buffer.from(this.base64, 'base64').toString('hex')}`;
+  }
+
+  toPostgres(): string {
+    return this.toJSON();
+  }
+}
+
+/** A `[]byte` key (base64 in JSON) as a bytea value (see Base64Bytes). */
+export function optBytes(p: Readonly<Record<string, unknown>>, key: string): Base64Bytes | undefined {
   const v = p[key];
   if (v === undefined || v === null) return undefined;
-  return `\\x${base64Bytes(key, v).toString('hex')}`;
+  return new Base64Bytes(base64Text(key, v));
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });

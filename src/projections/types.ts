@@ -1,3 +1,4 @@
+import type { Base64Bytes } from './payload.js';
 /**
  * The shape of a projection definition: the tables it owns and one reducer per event type it handles.
  * Built-in projections and custom ones (`--projections-module ./file.js`) use the same types and engine.
@@ -19,9 +20,10 @@ export type ColumnType =
 
 /**
  * A value a reducer may write into a column. Timestamps are ISO-8601 strings; `bytea` values are strings
- * in PostgreSQL's hex form, `\x` followed by two hex digits per byte (`'\x'` is the empty value).
+ * in PostgreSQL's hex form, `\x` followed by two hex digits per byte (`'\x'` is the empty value), or
+ * the Base64Bytes of a payload key as `optBytes` reads it.
  */
-export type ColumnValue = string | number | boolean | null | readonly string[] | readonly number[] | { readonly [k: string]: unknown };
+export type ColumnValue = string | number | boolean | null | readonly string[] | readonly number[] | Base64Bytes | { readonly [k: string]: unknown };
 
 /** One column of a projection table. */
 export interface ColumnDefinition {

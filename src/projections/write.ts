@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Cascade, TableWrites } from './fold.js';
 import type { Op, TableModel } from './model.js';
+import { Base64Bytes } from './payload.js';
 import type { ColumnType, ColumnValue } from './types.js';
 
 /** Quotes a column name (many are reserved words: "sequence", "position", "type", "name"). */
@@ -158,43 +159,99 @@ function copyField(type: ColumnType, v: ColumnValue | undefined): string {
       return copyEscape(arrayLiteral(v as readonly (string | number)[]));
     case 'bytea':
       // The hex form `\x0a…` as text: COPY unescapes the doubled backslash, then bytea's input parses the hex.
-      return copyEscape(v as string);
+      return copyEscape(v instanceof Base64Bytes ? v.toJSON() : (v as string));
     default:
       return copyEscape(String(v));
   }
 }
 
-/** COPY data (text format) of rows, in chunks of about 1 MiB. */
-export function copyData(t: TableModel, rows: readonly Readonly<Record<string, ColumnValue>>[]): Buffer[] {
+/** A bytea value whose text is this long or longer is a piece of COPY data of its own (see copyData). */
+const LARGE_BYTEA = 64 * 1024;
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * A bytea value as a field of COPY data: `\\x` (COPY unescapes the doubled backslash) and two hex digits
+ * per byte. A base64 value is decoded into the second half of the piece and spelled out in hex from the
+ * front, in place (byte i is read before hex digits 2i and 2i+1 are written, which never reach an unread
+ * byte), so its bytes are never held anywhere else.
+ */
+function byteaPiece(v: string | Base64Bytes): Buffer {
+  if (typeof v === 'string') {
+    // The hex form `\x…` as validated: hex digits need no escape.
+    const piece = Buffer.allocUnsafe(v.length + 1);
+    piece[0] = 0x5c;
+    piece.write(v, 1, 'latin1');
+    return piece;
+  }
+  const n = v.length;
+  const piece = Buffer.allocUnsafe(3 + 2 * n);
+  piece.write('\\\\x', 0, 'latin1');
+  if (piece.write(v.base64, 3 + n, 'base64') !== n) throw new Error('bytea value: base64 text decoded to an unexpected length');
+  for (let i = 0, from = 3 + n, to = 3; i < n; i++, to += 2) {
+    const b = piece[from + i];
+    piece[to] = HEX_DIGITS[b >> 4];
+    piece[to + 1] = HEX_DIGITS[b & 15];
+  }
+  return piece;
+}
+
+const isLargeBytea = (v: ColumnValue | undefined): v is string | Base64Bytes =>
+  typeof v === 'string' ? v.length >= LARGE_BYTEA : v instanceof Base64Bytes && v.base64.length >= LARGE_BYTEA;
+
+/**
+ * COPY data (text format) of rows, in pieces of about 1 MiB, produced as they are sent (see copyRows). A
+ * large bytea value (SAML metadata: megabytes) is written into a piece of its own from its hex text,
+ * instead of being escaped, joined into its line and the line into the piece's text: each of those
+ * steps is another copy of the value, and large copies are what the prefill's peak memory is made of
+ * (BENCHMARKS-projections.md, "Memory on large payloads"). The bytes sent are the same either way.
+ */
+export function* copyData(t: TableModel, rows: readonly Readonly<Record<string, ColumnValue>>[]): Generator<Buffer> {
   const cols = t.columnList;
-  const chunks: Buffer[] = [];
   let text = '';
   for (const row of rows) {
-    let line = copyField(cols[0].type, row[cols[0].name]);
-    for (let i = 1; i < cols.length; i++) line += '\t' + copyField(cols[i].type, row[cols[i].name]);
-    text += line + '\n';
+    for (let i = 0; i < cols.length; i++) {
+      const { name, type } = cols[i];
+      const v = row[name];
+      if (i > 0) text += '\t';
+      if (type === 'bytea' && isLargeBytea(v)) {
+        if (text) yield Buffer.from(text);
+        text = '';
+        yield byteaPiece(v);
+      } else text += copyField(type, v);
+    }
+    text += '\n';
     if (text.length >= 1 << 20) {
-      chunks.push(Buffer.from(text));
+      yield Buffer.from(text);
       text = '';
     }
   }
-  if (text) chunks.push(Buffer.from(text));
-  return chunks;
+  if (text) yield Buffer.from(text);
 }
 
 /**
  * Inserts new rows with `COPY … FROM STDIN`: PostgreSQL reads COPY's text format with less work than
  * JSON, and a plain insert skips the conflict check of an upsert (BENCHMARKS-projections.md). A row whose key is already stored fails the whole COPY (unique_violation); the
- * caller then writes the batch as upserts.
+ * caller then writes the batch as upserts. The data is made piece by piece as the connection takes it,
+ * so no more than about a piece of it is held at once.
  */
 export async function copyRows(client: pg.ClientBase, { table, rows }: CopyRows): Promise<void> {
-  const chunks = copyData(table, rows);
+  const pieces = copyData(table, rows);
   await new Promise<void>((resolve, reject) => {
     const stream = client.query(copyFrom(`COPY ${qt(table.name)} (${table.columnNames.map(q).join(', ')}) FROM STDIN`));
     stream.on('error', reject);
     stream.on('finish', resolve);
-    for (const chunk of chunks) stream.write(chunk);
-    stream.end();
+    const send = () => {
+      try {
+        for (let piece = pieces.next(); !piece.done; piece = pieces.next()) {
+          if (!stream.write(piece.value)) return void stream.once('drain', send);
+        }
+        stream.end();
+      } catch (err) {
+        stream.destroy(err as Error);
+      }
+    };
+    send();
   });
 }
 

@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import { compileProjection, reduceEvent, type ProjectionModel } from '../../src/projections/model.js';
+import { Base64Bytes } from '../../src/projections/payload.js';
 import type { ProjectionDefinition, ProjectionEvent } from '../../src/projections/types.js';
 
 /** The time and sequence every test event has, so expected rows can be written out by hand. */
@@ -24,12 +25,16 @@ export type PlainOp =
   | { deleteWhere: string; match: Record<string, unknown> }
   | { copy: string; key: Record<string, unknown>; columns: Record<string, string> };
 
+/** Values as the expectations spell them: a bytea value read from a payload (Base64Bytes) in its hex form. */
+const plain = (values: Readonly<Record<string, unknown>>) =>
+  Object.fromEntries(Object.entries(values).map(([c, v]) => [c, v instanceof Base64Bytes ? v.toJSON() : v]));
+
 /** The changes the projection's reducer makes for `e`, as plain objects. */
 export function reduce(model: ProjectionModel, e: ProjectionEvent): PlainOp[] {
   return reduceEvent(model, e).map((op): PlainOp => {
     switch (op.kind) {
-      case 'upsert': return { upsert: op.table.name, row: { ...op.row } };
-      case 'update': return { update: op.table.name, key: { ...op.key }, set: { ...op.set } };
+      case 'upsert': return { upsert: op.table.name, row: plain(op.row) };
+      case 'update': return { update: op.table.name, key: { ...op.key }, set: plain(op.set) };
       case 'delete': return { delete: op.table.name, key: { ...op.key } };
       case 'deleteWhere': return { deleteWhere: op.table.name, match: { ...op.match } };
       case 'copy': return { copy: op.table.name, key: { ...op.key }, columns: { ...op.columns } };
