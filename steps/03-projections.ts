@@ -54,15 +54,18 @@ export class SharedEndPoint {
 /**
  * The tables of all projection steps of one run, created together (one catalog query, one DDL
  * transaction) when the first of them starts: projections prefilled side by side then do not queue
- * behind each other's DDL before their first read. A failure fails every step that waits on it.
+ * behind each other's DDL. Made after the end point is captured: the end point waits for open
+ * transactions, and the DDL's is one, while the prefills read and fold their first batches before the
+ * tables are ready (see prefillProjection). A failure fails every step that waits on it.
  */
 class SharedTables {
   private created: Promise<EnsuredTables> | undefined;
 
-  constructor(private readonly models: readonly ProjectionModel[], private readonly skipped?: SharedMaintained) {}
+  constructor(private readonly models: readonly ProjectionModel[], private readonly endPoint: SharedEndPoint, private readonly skipped?: SharedMaintained) {}
 
   ensure(database: Database): Promise<EnsuredTables> {
     this.created ??= (async () => {
+      await this.endPoint.get(database);
       // Before the cut-over, never the tables of a projection the old version maintains (see SharedMaintained).
       const skip = this.skipped ? await this.skipped.get(database) : new Set<string>();
       const client = await database.pool.connect();
@@ -124,7 +127,7 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
   const endPoint = options.endPoint ?? new SharedEndPoint();
   const before = options.pass === 'before-cut-over';
   const maintained = before ? new SharedMaintained(models) : undefined;
-  const tables = new SharedTables(models, maintained);
+  const tables = new SharedTables(models, endPoint, maintained);
   const suffix = options.pass ? ` (${options.pass === 'before-cut-over' ? 'before' : 'after'} the cut-over)` : '';
   return models.map((model) => {
     return {
@@ -141,8 +144,9 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
           if (before && (await legacyMaintained(db, [model.name])).size > 0) return 0;
           const bound = await projectionEndPoint(db, tx, 0);
           const events = (await projectionBacklog(db, model, bound.position)).events;
+          if (events > 0) return events;
           const incomplete = (await completeBookkeeping(db)) === null || (await existingTables(db, model)).length < model.tables.length;
-          return Math.max(events, incomplete ? 1 : 0);
+          return incomplete ? 1 : 0;
         },
       },
       async plan(ctx): Promise<StepPlan> {
@@ -167,11 +171,12 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
         if (maintained && (await maintained.get(ctx.database)).has(model.name)) {
           return { message: maintainedMessage(model.name), projection: model.name, maintainedByOldVersion: true, events: 0 };
         }
-        const [bound, ensured] = await Promise.all([endPoint.get(ctx.database), tables.ensure(ctx.database)]);
-        if (ensured.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
+        const bound = await endPoint.get(ctx.database);
+        const ensured = tables.ensure(ctx.database);
         if (bound.heldByQueue) ctx.log(`end point ${bound.position} held back by the online move's capture queue; the pass after the cut-over takes what follows`);
         else if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
-        const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize }, ctx);
+        const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize, tables: ensured }, ctx);
+        if ((await ensured).rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
         const message = r.atHead
           ? `${model.name} already at the head (end point ${r.endPoint})`
           : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +

@@ -5,10 +5,10 @@ import type { ProgressUpdate } from '../step.js';
 import { foldBatch, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
 import { BATCHES_IN_FLIGHT, ByteBudget, mapEach, PREFILL_MEMORY_BYTES, readAhead } from './pipeline.js';
 import { statesShape, type StatesShape } from './bookkeeping.js';
-import { ensureTables } from './ddl.js';
+import { ensureTables, type EnsuredTables } from './ddl.js';
 import { countBacklog, DEFAULT_BATCH_BYTES, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
 import type { ProjectionModel } from './model.js';
-import { OffsetCounter, readStates, type CurrentState } from './state.js';
+import { OffsetCounter, readStates, sameStates, type CurrentState } from './state.js';
 import type { ProjectionEvent } from './types.js';
 
 /** Inputs of {@link prefillProjection}. */
@@ -19,6 +19,12 @@ export interface PrefillOptions {
   readonly concurrency: number;
   /** Events read, folded and written per transaction. Default is 20,000. */
   readonly batchSize?: number;
+  /**
+   * The projection's tables and bookkeeping being made (ensureTables, shared by the projections of a
+   * run). Default: made by this call. Either way the prefill reads and folds while they are made, and
+   * writes once they are ready (see prefillProjection).
+   */
+  readonly tables?: Promise<EnsuredTables>;
 }
 
 /** How the prefill reports and is stopped; a step's RunContext fits. */
@@ -166,12 +172,20 @@ async function withPrefillSession<T>(database: Database, fn: (client: pg.PoolCli
 }
 
 /**
- * Prefills one projection up to the end point: creates its tables if missing, then reads the events of
- * every instance with events left (the instances split into `concurrency` groups, one stream each; a
- * stream reads its group's instances in chunks, see chunkInstances). A stream is a pipeline: while one
- * batch is written (in bulk, with the new positions of the instances it touched, in one transaction),
- * the next is read and folded. Memory is bounded by three batches per stream (being read, being folded,
- * being written), and in bytes by one budget shared by every stream of the process (PREFILL_MEMORY_BYTES).
+ * Prefills one projection up to the end point: creates its tables if missing (unless `tables` is given),
+ * then reads the events of every instance with events left (the instances split into `concurrency`
+ * groups, one stream each; a stream reads its group's instances in chunks, see chunkInstances). A stream
+ * is a pipeline: while one batch is written (in bulk, with the new positions of the instances it
+ * touched, in one transaction), the next is read and folded. Memory is bounded by three batches per
+ * stream (being read, being folded, being written), and in bytes by one budget shared by every stream of
+ * the process (PREFILL_MEMORY_BYTES).
+ *
+ * The positions are read and the streams start while the tables are still being made: creating them and
+ * the bookkeeping's first copy take a few hundred milliseconds of a cold run, which reading and folding
+ * the first batches then fill. Nothing is written before the tables are ready and the positions are
+ * read again: the bookkeeping may have moved them (step 15's copy of a legacy position under this name,
+ * or a partial projection reset), and then the batches read so far are dropped and the streams start
+ * again from the new positions.
  */
 export async function prefillProjection(
   database: Database,
@@ -179,18 +193,63 @@ export async function prefillProjection(
   options: PrefillOptions,
   ctx: PrefillContext,
 ): Promise<PrefillResult> {
+  const tables = options.tables ?? withPrefillSession(database, (client) => ensureTables(client, model));
+  // Awaited below on every path (settled before this call returns).
+  tables.catch(() => {});
+  let first: ProjectionBacklog;
+  try {
+    first = await projectionBacklog(database.pool, model, options.endPoint);
+  } catch (err) {
+    await tables.catch(() => {});
+    throw err;
+  }
+  const confirmed = confirmPositions(database.pool, model, tables, first.states);
+  try {
+    return await prefillFrom(database, model, options, ctx, first, confirmed);
+  } catch (err) {
+    await tables.catch(() => {});
+    if (!(err instanceof PositionsMoved)) throw err;
+  }
+  const { shape } = await tables;
+  return prefillFrom(database, model, options, ctx, await projectionBacklog(database.pool, model, options.endPoint), Promise.resolve(shape));
+}
+
+/** The tables' bookkeeping moved the positions a prefill started from (see prefillProjection). */
+class PositionsMoved extends Error {}
+
+/**
+ * Once the tables are ready: their states shape, if the projection's positions are still those read
+ * before (else PositionsMoved). Handled by whoever awaits it, or by prefillFrom.
+ */
+function confirmPositions(db: Queryable, model: ProjectionModel, tables: Promise<EnsuredTables>, before: ReadonlyMap<string, CurrentState>): Promise<StatesShape> {
+  const confirmed = (async () => {
+    const { shape } = await tables;
+    if (!sameStates(await readStates(db, model.name, shape), before)) throw new PositionsMoved('positions moved while the tables were made');
+    return shape;
+  })();
+  confirmed.catch(() => {});
+  return confirmed;
+}
+
+/** Prefills from the positions of `from`, writing once `ready` gives the states shape. */
+async function prefillFrom(
+  database: Database, model: ProjectionModel, options: PrefillOptions, ctx: PrefillContext,
+  from: ProjectionBacklog, ready: Promise<StatesShape>,
+): Promise<PrefillResult> {
   const batchSize = options.batchSize ?? 20_000;
-  const { shape } = await withPrefillSession(database, (client) => ensureTables(client, model));
-  const { states, backlog, events: total } = await projectionBacklog(database.pool, model, options.endPoint);
+  const { states, backlog, events: total } = from;
   const result: PrefillCounts = { projection: model.name, endPoint: options.endPoint, instances: backlog.length, events: 0, failedEvents: 0, batches: 0, replayedBatches: 0 };
-  if (total === 0) return { ...result, atHead: true };
+  if (total === 0) {
+    await ready;
+    return { ...result, atHead: true };
+  }
   ctx.progress({ phase: model.name, done: 0, total, unit: 'events' });
   // A stream per group costs a few round trips of its own: no more streams than batches. Projections
   // prefilled side by side share the pool, so each takes what is free of it (at least one stream).
   const slots = streamSlots(database);
   const streams = await slots.take(Math.max(1, Math.min(options.concurrency, Math.ceil(total / batchSize))));
   try {
-    return await prefillStreams(database, model, options, ctx, { states, backlog, total, batchSize, streams, result, shape });
+    return await prefillStreams(database, model, options, ctx, { states, backlog, total, batchSize, streams, result, ready });
   } finally {
     slots.give(streams);
   }
@@ -204,7 +263,8 @@ interface StreamPlan {
   readonly batchSize: number;
   readonly streams: number;
   readonly result: PrefillCounts;
-  readonly shape: StatesShape;
+  /** The states shape, once the tables are ready to be written. */
+  readonly ready: Promise<StatesShape>;
 }
 
 /**
@@ -224,7 +284,7 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
       await withPrefillSession(database, (reading) => withPrefillSession(database, async (writer) => {
         const folded = readAhead(mapEach(readAhead(readBatches(reading, model, group, options.endPoint, plan, held)), foldWith(model, group, plan.states)));
         for await (const batch of folded) {
-          const outcome = await writeBatch(writer, model, batch, transfer, plan.shape);
+          const outcome = await writeBatch(writer, model, batch, transfer, await plan.ready);
           memory.give(held.shift() ?? 0);
           result.events += batch.events.length;
           result.failedEvents += outcome.failed;

@@ -56,6 +56,18 @@ export async function readStates(db: Queryable, projection: string, shape: State
   return out;
 }
 
+/** Whether two readings of a projection's positions are the same, instance by instance. */
+export function sameStates(a: ReadonlyMap<string, CurrentState>, b: ReadonlyMap<string, CurrentState>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [instance, x] of a) {
+    const y = b.get(instance);
+    if (!y || x.filterOffset !== y.filterOffset) return false;
+    const [k, l] = [x.key, y.key];
+    if (k.position !== l.position || k.inTxOrder !== l.inTxOrder || k.aggregateType !== l.aggregateType || k.aggregateId !== l.aggregateId || k.sequence !== l.sequence) return false;
+  }
+  return true;
+}
+
 /** Upserts the projection's position after `last`, inside the caller's transaction. */
 export async function writeState(db: Queryable, projection: string, last: ProjectionEvent, filterOffset: number, shape: StatesShape = V2_SHAPE): Promise<void> {
   await writeStates(db, projection, [{ last, filterOffset }], shape);
