@@ -300,20 +300,26 @@ export class StreamReader {
    * contains the separator.
    */
   private async read(windowEnd: string, how: WindowRead): Promise<EventsRead> {
-    let { rows, capped } = await this.query(windowEnd, how, true);
+    let { rows, width, capped } = await this.query(windowEnd, how, true);
     const events: ProjectionEvent[] = [];
     for (const row of rows) {
       const fields = row[0]!.split(SEPARATOR);
       if (fields.length !== PACKED_FIELDS) {
-        ({ rows, capped } = await this.query(windowEnd, how, false));
+        ({ rows, width, capped } = await this.query(windowEnd, how, false));
         events.length = 0;
-        for (const r of rows) events.push(toEvent([...r]));
+        for (const r of rows) events.push(toEvent(r.slice(0, width)));
         break;
       }
       events.push(packedEvent(fields, row[1]));
     }
-    const sizes = rows.map((r) => r.reduce((n, v) => n + (v?.length ?? 0), 0));
-    const bytes = sizes.reduce((n, x) => n + x, 0);
+    const sizes: number[] = new Array(rows.length);
+    let bytes = 0;
+    for (let i = 0; i < rows.length; i++) {
+      let n = 0;
+      for (let c = 0; c < width; c++) n += rows[i][c]?.length ?? 0;
+      sizes[i] = n;
+      bytes += n;
+    }
     if (events.length) this.eventSize = Math.max(1, bytes / events.length);
     return { events, sizes, bytes, capped };
   }
@@ -328,10 +334,10 @@ export class StreamReader {
    * output, length and running sum would otherwise each convert the jsonb again, which cost about as
    * much as the rest of the query.
    */
-  private async query(windowEnd: string, how: WindowRead, packed: boolean): Promise<{ rows: (string | null)[][]; capped: boolean }> {
+  private async query(windowEnd: string, how: WindowRead, packed: boolean): Promise<{ rows: (string | null)[][]; width: number; capped: boolean }> {
     // Only instances whose stream starts before the window's end can have events in it.
     const active = this.starts.filter((s) => comparePositions(s.start, windowEnd) < 0);
-    if (active.length === 0) return { rows: [], capped: false };
+    if (active.length === 0) return { rows: [], width: 0, capped: false };
     const from = active.map((s) => s.from);
     const values: unknown[] = [
       active.map((s) => s.instanceId),
@@ -368,14 +374,14 @@ export class StreamReader {
       // Rows as arrays: pg then builds no keyed object per row.
       rowMode: 'array',
     });
-    // The trailing len, run (and rn) columns are the budget's, not the event's.
-    const extra = how.sorted ? 3 : 2;
+    // The trailing len, run (and rn) columns are the budget's, not the event's: rows keep them (no copy
+    // per row), `width` says where the event's columns end.
+    const rows = r.rows as unknown as (string | null)[][];
+    // Packed: the fields and the payload; column by column: the same fields one each, and the payload.
+    const width = packed ? 2 : PACKED_FIELDS + 1;
     let reached = 0;
-    const rows = (r.rows as unknown as (string | null)[][]).map((row) => {
-      reached = Math.max(reached, Number(row[row.length - extra + 1] ?? 0));
-      return row.slice(0, row.length - extra);
-    });
-    return { rows, capped: reached > how.budget };
+    for (const row of rows) reached = Math.max(reached, Number(row[width + 1] ?? 0));
+    return { rows, width, capped: reached > how.budget };
   }
 }
 
