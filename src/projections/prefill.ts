@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
-import { foldBatch, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
+import { foldBatchInSlices, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
 import { BATCHES_IN_FLIGHT, ByteBudget, mapEach, PREFILL_MEMORY_BYTES, readAhead } from './pipeline.js';
 import { statesShape, type StatesShape } from './bookkeeping.js';
 import { ensureTables, type EnsuredTables } from './ddl.js';
@@ -338,10 +338,10 @@ async function* readBatches(
 }
 
 /** The fold stage of a group: each instance's filter offset carries on from its recorded state. */
-function foldWith(model: ProjectionModel, group: readonly Backlog[], states: ReadonlyMap<string, CurrentState>): (batch: ProjectionEvent[]) => FoldedBatch {
+function foldWith(model: ProjectionModel, group: readonly Backlog[], states: ReadonlyMap<string, CurrentState>): (batch: ProjectionEvent[]) => Promise<FoldedBatch> {
   const offsets = new Map(group.map((b) => {
     const state = states.get(b.instanceId);
     return [b.instanceId, new OffsetCounter(state?.key.position ?? null, state?.filterOffset ?? 0)] as const;
   }));
-  return (batch) => foldBatch(model, batch, offsets);
+  return (batch) => foldBatchInSlices(model, batch, offsets);
 }
