@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILTIN_PROJECTIONS } from '../src/projections/builtin/index.js';
 import { StreamReader, type Queryable } from '../src/projections/events.js';
 import { compileProjection } from '../src/projections/model.js';
-import { ByteBudget } from '../src/projections/pipeline.js';
+import { batchShare, ByteBudget, LARGE_EVENT_BYTES, LARGE_EVENTS_SHARE } from '../src/projections/pipeline.js';
 import type { ProjectionEvent } from '../src/projections/types.js';
 import { seedLegacy } from '../src/seed/index.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
@@ -102,6 +102,39 @@ describe('ByteBudget', () => {
     small.give(10);
     small.force(7);
     expect(small.taken).toBe(7);
+  });
+
+  it('runs a full garbage collection at the give-back after every `collectEvery` bytes read, and only then', async () => {
+    const budget = new ByteBudget(100, 10);
+    let garbage: object | null = { large: 'x'.repeat(1 << 20) };
+    const ref = new WeakRef(garbage);
+    garbage = null;
+    // A WeakRef keeps its target until the current job ends.
+    await new Promise((r) => setTimeout(r, 0));
+    budget.force(6);
+    budget.give(6);
+    expect(budget.collections).toBe(0);
+    budget.force(6);
+    expect(budget.collections).toBe(0);
+    budget.give(6);
+    expect(budget.collections).toBe(1);
+    expect(ref.deref()).toBeUndefined();
+    budget.force(4);
+    budget.give(4);
+    expect(budget.collections).toBe(1);
+  });
+});
+
+describe('batchShare', () => {
+  it('keeps the full share for small events, and asks for LARGE_EVENTS_SHARE at most after a batch of large ones', () => {
+    const full = 16 << 20;
+    expect(batchShare(full, 7_000_000, 20_000)).toBe(full);
+    expect(batchShare(full, 0, 0)).toBe(full);
+    expect(batchShare(full, 16 << 20, 12)).toBe(LARGE_EVENTS_SHARE);
+    expect(batchShare(full, LARGE_EVENT_BYTES * 10, 10)).toBe(LARGE_EVENTS_SHARE);
+    expect(batchShare(full, LARGE_EVENT_BYTES * 10 - 1, 10)).toBe(full);
+    expect(batchShare(1 << 20, 16 << 20, 12)).toBe(1 << 20);
+    expect(LARGE_EVENTS_SHARE).toBeLessThan(full);
   });
 });
 

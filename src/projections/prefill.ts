@@ -3,7 +3,7 @@ import type { Database } from '../db/connection.js';
 import { RefusedError } from '../errors.js';
 import type { ProgressUpdate } from '../step.js';
 import { foldBatchInSlices, writeBatch, type FoldedBatch, type RowTransfer } from './batch.js';
-import { BATCHES_IN_FLIGHT, ByteBudget, mapEach, PREFILL_MEMORY_BYTES, readAhead } from './pipeline.js';
+import { BATCHES_IN_FLIGHT, batchShare, ByteBudget, mapEach, PREFILL_MEMORY_BYTES, readAhead } from './pipeline.js';
 import { statesShape, type StatesShape } from './bookkeeping.js';
 import { ensureTables, type EnsuredTables } from './ddl.js';
 import { countBacklog, DEFAULT_BATCH_BYTES, listInstances, StreamReader, type Backlog, type Queryable, type StreamKey } from './events.js';
@@ -317,11 +317,12 @@ async function prefillStreams(database: Database, model: ProjectionModel, option
 async function* readBatches(
   reading: pg.ClientBase, model: ProjectionModel, group: readonly Backlog[], endPoint: string, plan: StreamPlan, held: number[],
 ): AsyncGenerator<ProjectionEvent[]> {
+  let share = BATCH_SHARE;
   for (const chunk of chunkInstances(group, plan.batchSize)) {
     const starts = chunk.map((b) => ({ instanceId: b.instanceId, from: plan.states.get(b.instanceId)?.key ?? null, firstPosition: b.firstPosition }));
     const reader = new StreamReader(reading, model, starts, endPoint, plan.batchSize, chunk.reduce((n, b) => n + b.events, 0));
     for (;;) {
-      const granted = await memory.take(BATCH_SHARE, LEAST_SHARE);
+      const granted = await memory.take(share, LEAST_SHARE);
       let batch: ProjectionEvent[] | null;
       try {
         batch = await reader.next(granted);
@@ -332,6 +333,7 @@ async function* readBatches(
       // A batch over its share is a single event larger than it: taken all the same.
       memory.force(reader.lastBytes);
       held.push(reader.lastBytes);
+      share = batchShare(BATCH_SHARE, reader.lastBytes, batch.length);
       yield batch;
     }
   }
