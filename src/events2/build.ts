@@ -30,19 +30,6 @@ export async function buildEvents2(ctx: RunContext<any>): Promise<string[]> {
   return built;
 }
 
-/**
- * Runs the builds and the verification of events2 side by side and waits for both, so no statement is
- * left running when the step ends; a mismatch is reported before a build's failure. The verification
- * reads only events2's rows, which the builds do not change; on one connection it fills the stretches
- * where a build runs in one process (its final merge and index write).
- */
-export async function buildBesideVerify<T>(build: () => Promise<unknown>, verify: () => Promise<T>): Promise<T> {
-  const [built, verified] = await Promise.allSettled([build(), verify()]);
-  if (verified.status === 'rejected') throw verified.reason;
-  if (built.status === 'rejected') throw built.reason;
-  return verified.value;
-}
-
 /** Only a table made by another tool can need this (the reference's released copy made in_tx_order BIGINT). */
 async function fixColumns(ctx: RunContext<any>, strategy: MoveStrategy): Promise<void> {
   const shape = await events2Shape(ctx.db);

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Database } from '../db/connection.js';
 import { isDatabaseError, StepFailedError, VerifyMismatchError } from '../errors.js';
 import type { RunContext, StepSummary } from '../step.js';
-import { buildBesideVerify, buildEvents2 } from './build.js';
+import { buildEvents2 } from './build.js';
 import { blocksOf } from './catalog.js';
 import { backlog, captureTablesDdl, captureTriggersDdl, checkLegacyKey, dropCaptureTables } from './capture.js';
 import { CatchUpMeter, catchUp } from './catch-up.js';
@@ -25,9 +25,8 @@ const CAPTURE_ATTEMPTS = 40;
  *   capture  validate every row (as the offline cut-off does), then in one short transaction create
  *            the queue, the capture triggers, events2, the chunk list and the checkpoint
  *   copy     the chunks, each skipping the rows the capture queued
- *   build    the indexes and the primary key on events2 (plain CREATE INDEX: nobody else writes it), ANALYZE;
- *            beside them, events2 verified against the copy's digests once
- *   catch-up apply the queue in short transactions (rows and digests in one statement each)
+ *   build    the indexes and the primary key on events2 (plain CREATE INDEX: nobody else writes it), ANALYZE
+ *   catch-up apply the queue in short transactions; verify events2 against the digests once
  *   cut-over one short transaction under ACCESS EXCLUSIVE (see cut-over.ts), retried
  *   verify   events_old, now frozen, against the digests of everything copied and applied
  * Resumes from `checkpoint` at any stage.
@@ -45,14 +44,12 @@ export async function runOnline(ctx: RunContext<Events2Checkpoint>, start: Event
   const meter = new CatchUpMeter();
   if (cp.stage === 'build') {
     ctx.throwIfStopped();
-    // Before any catch-up: events2 holds only copied rows, so the digests are the copy's.
-    await buildBesideVerify(() => timed('indexMs', () => buildEvents2(ctx)), () => timed('verifyMs', () => verifyCopy(ctx, 1)));
-    cp = { mode: 'online', stage: 'catch-up', total, events2Verified: true };
+    await timed('indexMs', () => buildEvents2(ctx));
+    cp = { mode: 'online', stage: 'catch-up', total };
     await ctx.transaction((tx) => ctx.saveCheckpoint(tx, cp));
   }
   if (cp.stage === 'catch-up') {
     await timed('catchUpMs', () => catchUp(ctx, meter, DRAIN_TARGET));
-    // A checkpoint an earlier version left in the catch-up without the verification.
     if (!cp.events2Verified) {
       await timed('verifyMs', () => verifyCopy(ctx));
       cp = { ...cp, events2Verified: true };
@@ -169,18 +166,15 @@ async function installCapture(ctx: RunContext<Events2Checkpoint>, total: number)
   });
 }
 
-/**
- * events2 against the digests stored with its rows, events2 read once: beside the index builds the copy's
- * only; on a checkpoint an earlier version left in the catch-up, the copy's and the catch-up's.
- */
-async function verifyCopy(ctx: RunContext<Events2Checkpoint>, connections = ctx.options.concurrency): Promise<void> {
+/** events2 against the digests the copy and the catch-up stored (events2 read once); the catch-up pauses meanwhile. */
+async function verifyCopy(ctx: RunContext<Events2Checkpoint>): Promise<void> {
   ctx.throwIfStopped();
   ctx.progress({ phase: 'verify', done: 0, total: 1, unit: 'checks' });
-  const result = await verifyWithDigests(ctx.database, connections);
+  const result = await verifyWithDigests(ctx.database, ctx.options.concurrency);
   if (!result || result.status === 'nothing-to-verify') throw new Error('cannot verify events2: its digest table is gone');
   if (result.status === 'mismatch') {
     throw new VerifyMismatchError(
-      `events2 differs from what the online move copied for ${result.mismatches.length} instance(s): ${describeMismatches(result.mismatches, 10, 'copied')}`,
+      `events2 differs from what the online move copied for ${result.mismatches.length} instance(s): ${describeMismatches(result.mismatches, 10, 'copied or applied')}`,
       'eventstore.events is untouched and the old version still writes it: `zsetup abort-move` removes events2 and the capture, then `zsetup migrate` starts over',
     );
   }

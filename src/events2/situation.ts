@@ -167,7 +167,7 @@ async function hasReferenceColumns(db: ReadableDb): Promise<boolean> {
 function describeOnline(cp: Events2Checkpoint): string {
   switch (cp.stage) {
     case 'copy': return 'online move: resume the interrupted copy from its last committed chunk (the capture is on), then build, catch up and cut over';
-    case 'build': return 'online move: resume after the copy: build keys and indexes and verify events2 beside them, catch up, cut over, verify';
+    case 'build': return 'online move: resume after the copy: build keys and indexes, catch up, cut over, verify';
     case 'catch-up': return cp.events2Verified
       ? 'online move, prepared: catch up the events the old version wrote since, then cut over in one short transaction, verify'
       : 'online move: resume the catch-up, verify events2, cut over, verify';
