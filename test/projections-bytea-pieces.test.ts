@@ -5,33 +5,14 @@
  * COPY data itself, and the table after COPY, the JSON upsert and update, and the event-by-event replay.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../src/db/connection.js';
+import { describe, expect, it } from 'vitest';
 import { compileProjection, reduceEvent } from '../src/projections/model.js';
 import { Base64Bytes, optBytes, payloadOf } from '../src/projections/payload.js';
-import { prefillProjection } from '../src/projections/prefill.js';
-import type { ProjectionDefinition } from '../src/projections/types.js';
 import { copyData } from '../src/projections/write.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { EventLog } from './support/events.js';
+import { blobProjection, prefillTestDatabase } from './support/prefill-db.js';
 
 const B = 'custom.blobs';
-const C = 'custom.blob_children';
-const def: ProjectionDefinition = {
-  name: B,
-  tables: [
-    { name: B, primaryKey: ['instance_id', 'id'], columns: [
-      { name: 'instance_id', type: 'text' }, { name: 'id', type: 'text' }, { name: 'data', type: 'bytea', nullable: true },
-      { name: 'note', type: 'text', nullable: true }] },
-    { name: C, primaryKey: ['instance_id', 'id'], columns: [{ name: 'instance_id', type: 'text' }, { name: 'id', type: 'text' }],
-      parent: { table: B, columns: { instance_id: 'instance_id', id: 'id' }, constraint: 'fk_children_ref_blobs' } },
-  ],
-  reducers: { blob: {
-    'blob.set': (e, w) => w.upsert(B, { instance_id: e.instanceId, id: e.aggregateId, data: optBytes(payloadOf(e), 'b64') ?? null, note: 'a\tb\\c' }),
-    'blob.changed': (e, w) => w.update(B, { instance_id: e.instanceId, id: e.aggregateId }, { data: optBytes(payloadOf(e), 'b64') ?? null }),
-    'child.added': (e, w) => w.upsert(C, { instance_id: e.instanceId, id: e.aggregateId }),
-  } },
-};
+const def = blobProjection((e) => optBytes(payloadOf(e), 'b64'), 'a\tb\\c');
 const model = compileProjection(def);
 const table = model.tables.find((t) => t.name === B)!;
 
@@ -87,35 +68,25 @@ describe('bytea values from base64 payloads', () => {
 });
 
 describe('bytea values from base64 payloads in the database', () => {
-  let tdb: TestDatabase;
-  let database: Database;
-  let log: EventLog;
-  beforeAll(async () => {
-    tdb = await createTestDatabase('projbytea64');
-    database = await tdb.open();
-    log = await EventLog.create(database.pool);
-  });
-  afterAll(() => tdb?.drop());
-
-  const ctx = { progress: () => {}, log: () => {}, throwIfStopped: () => {} };
-  const prefill = () => prefillProjection(database, model, { endPoint: '9999999999', concurrency: 1 }, ctx);
+  const db = prefillTestDatabase('projbytea64');
+  const prefill = () => db.prefill(model);
   const blob = (id: string, type: string, bytes: Buffer | null, lines = false) =>
     ({ aggregateType: 'blob', aggregateId: id, type, payload: { b64: bytes === null ? null : b64(bytes, lines) } });
-  const rows = () => tdb.query(`SELECT id, '\\x' || encode(data, 'hex') AS data FROM custom.blobs ORDER BY id`);
+  const rows = () => db.tdb.query(`SELECT id, '\\x' || encode(data, 'hex') AS data FROM custom.blobs ORDER BY id`);
 
   it('round-trip through COPY, the JSON upsert and update paths, and the per-event replay', async () => {
     const [big, big2, big3, small] = [blobOf(300_000), blobOf(200_000), blobOf(150_000), blobOf(9)];
-    await log.append(blob('a', 'blob.set', big, true), blob('b', 'blob.set', small), blob('n', 'blob.set', null));
+    await db.log.append(blob('a', 'blob.set', big, true), blob('b', 'blob.set', small), blob('n', 'blob.set', null));
     expect(await prefill()).toMatchObject({ events: 3, failedEvents: 0, replayedBatches: 0 });
     expect(await rows()).toEqual([{ id: 'a', data: hexOf(big) }, { id: 'b', data: hexOf(small) }, { id: 'n', data: null }]);
 
     // A stored key again: the batch goes as upserts from JSON; b is a partial update (jsonb_populate_record).
-    await log.append(blob('a', 'blob.set', big2), blob('b', 'blob.changed', big3));
+    await db.log.append(blob('a', 'blob.set', big2), blob('b', 'blob.changed', big3));
     expect(await prefill()).toMatchObject({ events: 2, failedEvents: 0, replayedBatches: 0 });
     expect(await rows()).toEqual([{ id: 'a', data: hexOf(big2) }, { id: 'b', data: hexOf(big3) }, { id: 'n', data: null }]);
 
     // A child of a missing parent: the batch is replayed event by event, values as query parameters.
-    await log.append(blob('c', 'blob.set', big), blob('zz', 'child.added', null), blob('n', 'blob.changed', small));
+    await db.log.append(blob('c', 'blob.set', big), blob('zz', 'child.added', null), blob('n', 'blob.changed', small));
     expect(await prefill()).toMatchObject({ events: 3, failedEvents: 1, replayedBatches: 1 });
     expect(await rows()).toEqual([
       { id: 'a', data: hexOf(big2) }, { id: 'b', data: hexOf(big3) }, { id: 'c', data: hexOf(big) }, { id: 'n', data: hexOf(small) }]);

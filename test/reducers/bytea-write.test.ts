@@ -1,47 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/connection.js';
+import { describe, expect, it } from 'vitest';
 import { compileProjection, reduceEvent } from '../../src/projections/model.js';
-import { prefillProjection } from '../../src/projections/prefill.js';
-import type { ProjectionDefinition } from '../../src/projections/types.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { EventLog } from '../support/events.js';
+import { blobProjection, prefillTestDatabase } from '../support/prefill-db.js';
 
 // bytea values are strings in PostgreSQL's hex form (`\x…`). They travel three ways: COPY text format
 // (new rows), JSON through json_populate_recordset / jsonb_populate_record (upserts after a COPY met a
 // stored key, partial updates), and query parameters (the event-by-event replay). Each is exercised
 // here with bytes that need escaping somewhere: 00 (NUL), 5c (backslash), 0a/0d/09 (line break, tab), ff.
-const B = 'custom.blobs';
-const C = 'custom.blob_children';
-const def: ProjectionDefinition = {
-  name: B,
-  tables: [
-    { name: B, primaryKey: ['instance_id', 'id'], columns: [
-      { name: 'instance_id', type: 'text' }, { name: 'id', type: 'text' }, { name: 'data', type: 'bytea', nullable: true }] },
-    { name: C, primaryKey: ['instance_id', 'id'], columns: [{ name: 'instance_id', type: 'text' }, { name: 'id', type: 'text' }],
-      parent: { table: B, columns: { instance_id: 'instance_id', id: 'id' }, constraint: 'fk_children_ref_blobs' } },
-  ],
-  reducers: { blob: {
-    'blob.set': (e, w) => w.upsert(B, { instance_id: e.instanceId, id: e.aggregateId, data: (e.payload as { hex: string | null }).hex }),
-    'blob.changed': (e, w) => w.update(B, { instance_id: e.instanceId, id: e.aggregateId }, { data: (e.payload as { hex: string | null }).hex }),
-    'child.added': (e, w) => w.upsert(C, { instance_id: e.instanceId, id: e.aggregateId }),
-  } },
-};
+const def = blobProjection((e) => (e.payload as { hex: string | null }).hex);
 const model = compileProjection(def);
-const ctx = { progress: () => {}, log: () => {}, throwIfStopped: () => {} };
 
-let tdb: TestDatabase;
-let database: Database;
-let log: EventLog;
-beforeAll(async () => {
-  tdb = await createTestDatabase('projbytea');
-  database = await tdb.open();
-  log = await EventLog.create(database.pool);
-});
-afterAll(() => tdb?.drop());
-
-const prefill = () => prefillProjection(database, model, { endPoint: '9999999999', concurrency: 1 }, ctx);
+const db = prefillTestDatabase('projbytea');
+const prefill = () => db.prefill(model);
 const blob = (id: string, type: string, hex: string | null) => ({ aggregateType: 'blob', aggregateId: id, type, payload: { hex } });
-const rows = () => tdb.query(`SELECT id, '\\x' || encode(data, 'hex') AS data FROM custom.blobs ORDER BY id`);
+const rows = () => db.tdb.query(`SELECT id, '\\x' || encode(data, 'hex') AS data FROM custom.blobs ORDER BY id`);
 
 describe('bytea columns', () => {
   it('accepts only the hex form', () => {
@@ -51,26 +22,26 @@ describe('bytea columns', () => {
   });
 
   it('round-trips through COPY (new rows), the JSON upsert and update paths, and the per-event replay', async () => {
-    await log.append(blob('a', 'blob.set', '\\x005c0a0d09ff'), blob('b', 'blob.set', '\\x'), blob('n', 'blob.set', null));
+    await db.log.append(blob('a', 'blob.set', '\\x005c0a0d09ff'), blob('b', 'blob.set', '\\x'), blob('n', 'blob.set', null));
     const first = await prefill();
     expect(first).toMatchObject({ events: 3, failedEvents: 0, replayedBatches: 0 });
     expect(await rows()).toEqual([{ id: 'a', data: '\\x005c0a0d09ff' }, { id: 'b', data: '\\x' }, { id: 'n', data: null }]);
 
     // A stored key again: the COPY meets it and the batch is written as upserts from JSON; b is a stored
     // row's partial update (jsonb_populate_record).
-    await log.append(blob('a', 'blob.set', '\\x5c5c00'), blob('b', 'blob.changed', '\\x0a5c'));
+    await db.log.append(blob('a', 'blob.set', '\\x5c5c00'), blob('b', 'blob.changed', '\\x0a5c'));
     const second = await prefill();
     expect(second).toMatchObject({ events: 2, failedEvents: 0, replayedBatches: 0 });
     expect(await rows()).toEqual([{ id: 'a', data: '\\x5c5c00' }, { id: 'b', data: '\\x0a5c' }, { id: 'n', data: null }]);
 
     // A child of a missing parent fails the bulk write on its foreign key: the batch is replayed event
     // by event (values as query parameters) and only that event is recorded as failed.
-    await log.append(blob('c', 'blob.set', '\\xdeadbeef00'), blob('zz', 'child.added', null), blob('n', 'blob.changed', '\\x09'));
+    await db.log.append(blob('c', 'blob.set', '\\xdeadbeef00'), blob('zz', 'child.added', null), blob('n', 'blob.changed', '\\x09'));
     const third = await prefill();
     expect(third).toMatchObject({ events: 3, failedEvents: 1, replayedBatches: 1 });
     expect(await rows()).toEqual([
       { id: 'a', data: '\\x5c5c00' }, { id: 'b', data: '\\x0a5c' }, { id: 'c', data: '\\xdeadbeef00' }, { id: 'n', data: '\\x09' }]);
-    expect(await tdb.query(`SELECT aggregate_id, error FROM projections.failed_events2`)).toEqual([
+    expect(await db.tdb.query(`SELECT aggregate_id, error FROM projections.failed_events2`)).toEqual([
       { aggregate_id: 'zz', error: expect.stringMatching(/fk_children_ref_blobs/) }]);
   });
 });
