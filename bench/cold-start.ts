@@ -15,7 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchServer, dbName, log, query, urlFor } from './support.js';
+import { benchServer, dbName, log, median, query, uptime, urlFor } from './support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -35,10 +35,10 @@ export async function benchColdStart(argv: string[]): Promise<void> {
     for (const args of [['seed', '--events', '1000'], ['migrate']]) {
       execFileSync(process.execPath, [entry, ...args, '--database', url], { stdio: ['ignore', 'ignore', 'pipe'] });
     }
-    log(`Node ${process.version}; entry ${path.relative(ROOT, entry)}; ${runs} runs each; uptime: ${execFileSync('uptime', { encoding: 'utf8' }).trim()}`);
+    log(`Node ${process.version}; entry ${path.relative(ROOT, entry)}; ${runs} runs each; uptime: ${uptime()}`);
     const version = [];
     for (let i = 0; i < runs; i++) version.push((await timeProcess(entry, ['--version'])).exitMs);
-    log(`zsetup --version: median ${median(version)} ms (${Math.min(...version)}–${Math.max(...version)}); the first run ${version[0]} ms`);
+    log(`zsetup --version: median ${medianMs(version)} ms (${Math.min(...version)}–${Math.max(...version)}); the first run ${version[0]} ms`);
     const first: number[] = [];
     const exit: number[] = [];
     for (let i = 0; i < runs; i++) {
@@ -46,8 +46,8 @@ export async function benchColdStart(argv: string[]): Promise<void> {
       first.push(r.firstQueryMs ?? NaN);
       exit.push(r.exitMs);
     }
-    log(`zsetup migrate (up to date): first query after median ${median(first)} ms (${Math.min(...first)}–${Math.max(...first)}), `
-      + `exit after ${median(exit)} ms (${Math.min(...exit)}–${Math.max(...exit)})`);
+    log(`zsetup migrate (up to date): first query after median ${medianMs(first)} ms (${Math.min(...first)}–${Math.max(...first)}), `
+      + `exit after ${medianMs(exit)} ms (${Math.min(...exit)}–${Math.max(...exit)})`);
   } finally {
     await query(server.url, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
     await server.stop();
@@ -119,9 +119,9 @@ function watchMessages(): (chunk: Buffer) => void {
   };
 }
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : Math.round((s[s.length / 2 - 1] + s[s.length / 2]) / 2);
+/** The median of whole milliseconds, as a whole number. */
+function medianMs(v: readonly number[]): number {
+  return Math.round(median(v));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

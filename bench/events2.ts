@@ -39,7 +39,7 @@ import type { RunEvent, Step, StepResult } from '../src/step.js';
 import { events2Step, events2StepFor } from '../steps/01-events2.js';
 import { composeSteps } from '../steps/index.js';
 import { keysSql, LegacyWriter, type WriteRecord } from '../test/support/legacy-writer.js';
-import { benchServer, dbName, log, query, seconds, urlFor, runZsetup } from './support.js';
+import { benchServer, dbName, log, median, query, runZsetup, seconds, uptime, urlFor } from './support.js';
 
 /** A dataset shape: `zsetup seed` options (the event count comes from `--events`). */
 interface Shape {
@@ -237,15 +237,6 @@ function finalTable(results: readonly ShapeResult[]): void {
     log(`| ${r.shape.name} | ${seconds(median(r.referenceMs))}${spread(r.referenceMs)} | ${seconds(median(r.zsetupMs))}${spread(r.zsetupMs)} (last round: ${timings(r.summary)}) | ${ratio.toFixed(2)} | ≤ ${r.shape.target.toFixed(2)} ${ratio <= r.shape.target ? 'met' : 'NOT MET'} | ${r.identical ? 'yes' : 'NO'} | ${(r.peakRssKb / 1024).toFixed(0)} MB |`);
   }
   log(uptime());
-}
-
-function median(values: readonly number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-}
-
-function uptime(): string {
-  return `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
 }
 
 /** Seeds the shape with `zsetup seed`'s generator (seed 1). */

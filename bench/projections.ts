@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { REFERENCE_TABLES, ZITADEL_SETUP_INDEXES } from './reference-ddl.js';
 import { referencePrefill } from './reference-handler.js';
-import { benchServer, dbName, log, query, runZsetup, seconds, uptime, urlFor, withSourceDatabase, ZSETUP_BIN } from './support.js';
+import { benchServer, dbName, log, median, query, runZsetup, seconds, uptime, urlFor, withSourceDatabase, ZSETUP_BIN } from './support.js';
 
 const PROJECTIONS = ['projections.instances', 'projections.orgs1', 'projections.projects4', 'projections.apps7', 'projections.users14', 'projections.milestones3'];
 /** ZITADEL's worker count when the pool reports no limit (and for a pool of ≥ 40 connections); capped at the instances. */
@@ -164,11 +164,6 @@ function summarize(rounds: Round[]): void {
   const s = (ms: number) => (ms / 1000).toFixed(2);
   log(`median of ${rounds.length}: reference ${s(median(ref))} s (${spread(ref, s)}), zsetup process ${s(median(zs))} s (${spread(zs, s)}), `
     + `ratio ${median(ratios).toFixed(1)}x (${spread(ratios, (n) => n.toFixed(1))}); ratio of the medians ${(median(ref) / median(zs)).toFixed(1)}x`);
-}
-
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /**

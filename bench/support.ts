@@ -85,6 +85,12 @@ export async function withSourceDatabase<T>(source: SourceDatabase, body: (name:
 /** The CLI as a user runs it. */
 export const ZSETUP_BIN = fileURLToPath(new URL('../../bin/zsetup.js', import.meta.url));
 
+/** The median of a non-empty list. */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 /** `uptime`'s line: the load averages printed next to every figure. */
 export function uptime(): string {
   return execFileSync('uptime', { encoding: 'utf8' }).trim();
