@@ -112,6 +112,14 @@ function formatMb(bytes: number): string {
   return `${Math.ceil(bytes / 1024 / 1024).toLocaleString('en-US')} MB`;
 }
 
+/**
+ * What the old version's writers see at the end of each index build: PostgreSQL writes a new index outside
+ * its buffers and syncs the whole file to disk before the build ends, and a commit waits behind that sync
+ * (BENCHMARKS.md, "Tenth session": 117–383 ms at 2–5M events with Linux's default writeback, 68 ms with
+ * `vm.dirty_background_bytes` at 64 MB).
+ */
+export const INDEX_SYNC_NOTE = 'online: at the end of each index build PostgreSQL syncs the new index to disk, and the old version\'s commits can wait behind it (0.1-0.4 s measured at 2-5M events); on Linux, vm.dirty_background_bytes on the database host (e.g. 64 MB) makes the kernel write the index out while it is built (README, "The online events2 move")';
+
 /** Time the cut-over's drain takes per event under the lock, as a multiple of reading one sample row. */
 const DRAIN_TO_SAMPLE_ROW = 20;
 
@@ -139,9 +147,11 @@ async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample
     ? 0
     : CUT_OVER_LOCK_TIMEOUT_MS + Math.min(DRAIN_TARGET, Math.max(1, writeRate ?? 0)) * perRowMs * DRAIN_TO_SAMPLE_ROW;
   notes.push(`online: the old version keeps writing until the cut-over; writers are blocked only during it (expected ${(downtimeMs / 1000).toFixed(2)} s per attempt), then fail with 42P01 until the new version runs`);
+  const stage = situation.kind === 'online' ? situation.checkpoint.stage : 'capture';
+  if (stage === 'capture' || stage === 'copy' || stage === 'build') notes.push(INDEX_SYNC_NOTE);
   return {
     online: true,
-    stage: situation.kind === 'online' ? situation.checkpoint.stage : 'capture',
+    stage,
     oldVersionInsertsPerSecond: writeRate,
     captureBacklog: queued,
     expectedDowntimeSeconds: Number((downtimeMs / 1000).toFixed(2)),
