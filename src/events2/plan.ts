@@ -134,7 +134,9 @@ async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample
     const r = await sql<{ n: string | null }>`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relid = to_regclass(${LEGACY_TABLE})`.execute(ctx.tx);
     return Number(r.rows[0]?.n ?? 0);
   };
-  const capturing = situation.kind === 'online' && situation.checkpoint.stage !== 'verify';
+  // A legacy database is planned from its start: the capture.
+  const stage = situation.kind === 'online' ? situation.checkpoint.stage : 'capture';
+  const capturing = situation.kind === 'online' && stage !== 'verify';
   let writeRate: number | null = null;
   if (situation.kind === 'legacy' || capturing) {
     const before = await inserts();
@@ -143,11 +145,10 @@ async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample
   }
   const queued = capturing ? Number((await sql<{ n: string }>`SELECT count(*)::text AS n FROM ${sql.raw(LOG_TABLE)}`.execute(ctx.tx)).rows[0].n) : null;
   const perRowMs = sample.rows > 0 ? sample.ms / sample.rows : 0.01;
-  const downtimeMs = situation.kind === 'online' && situation.checkpoint.stage === 'verify'
+  const downtimeMs = stage === 'verify'
     ? 0
     : CUT_OVER_LOCK_TIMEOUT_MS + Math.min(DRAIN_TARGET, Math.max(1, writeRate ?? 0)) * perRowMs * DRAIN_TO_SAMPLE_ROW;
   notes.push(`online: the old version keeps writing until the cut-over; writers are blocked only during it (expected ${(downtimeMs / 1000).toFixed(2)} s per attempt), then fail with 42P01 until the new version runs`);
-  const stage = situation.kind === 'online' ? situation.checkpoint.stage : 'capture';
   if (stage === 'capture' || stage === 'copy' || stage === 'build') notes.push(INDEX_SYNC_NOTE);
   return {
     online: true,
