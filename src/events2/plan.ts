@@ -113,12 +113,17 @@ function formatMb(bytes: number): string {
 }
 
 /**
- * What the old version's writers see at the end of each index build: PostgreSQL writes a new index outside
- * its buffers and syncs the whole file to disk before the build ends, and a commit waits behind that sync
- * (BENCHMARKS.md, "Tenth session": 117–383 ms at 2–5M events with Linux's default writeback, 68 ms with
- * `vm.dirty_background_bytes` at 64 MB).
+ * The dry-run's note while the index builds are ahead: what writing the new indexes costs the old
+ * version's commits. PostgreSQL builds an index outside its buffers; up to 16 it syncs the whole file
+ * before the build ends, from 17 on it hands the sync to the next checkpoint unless one started during
+ * the build (storage/smgr/bulk_write.c). Figures: BENCHMARKS.md, online move, tenth and eleventh sessions.
  */
-export const INDEX_SYNC_NOTE = 'online: at the end of each index build PostgreSQL syncs the new index to disk, and the old version\'s commits can wait behind it (0.1-0.4 s measured at 2-5M events); on Linux, vm.dirty_background_bytes on the database host (e.g. 64 MB) makes the kernel write the index out while it is built (README, "The online events2 move")';
+export function indexSyncNote(serverVersionNum: number): string {
+  const when = serverVersionNum >= 170000
+    ? 'PostgreSQL 17+ leaves the sync of each new index to the next checkpoint (unless one started during the build), so the kernel writes the indexes out later, in bursts the old version\'s commits can wait behind (0.15-0.26 s measured on PostgreSQL 18 at 2M events, during the builds or the wait after them)'
+    : 'at the end of each index build PostgreSQL syncs the new index to disk, and the old version\'s commits can wait behind it (0.1-0.4 s measured on PostgreSQL 15 at 2-5M events)';
+  return `online: ${when}; on Linux, vm.dirty_background_bytes on the database host (64 MB measured on PostgreSQL 15) makes the kernel write dirty pages out as they come (README, "The online events2 move")`;
+}
 
 /** Time the cut-over's drain takes per event under the lock, as a multiple of reading one sample row. */
 const DRAIN_TO_SAMPLE_ROW = 20;
@@ -149,7 +154,9 @@ async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample
     ? 0
     : CUT_OVER_LOCK_TIMEOUT_MS + Math.min(DRAIN_TARGET, Math.max(1, writeRate ?? 0)) * perRowMs * DRAIN_TO_SAMPLE_ROW;
   notes.push(`online: the old version keeps writing until the cut-over; writers are blocked only during it (expected ${(downtimeMs / 1000).toFixed(2)} s per attempt), then fail with 42P01 until the new version runs`);
-  if (stage === 'capture' || stage === 'copy' || stage === 'build') notes.push(INDEX_SYNC_NOTE);
+  if (stage === 'capture' || stage === 'copy' || stage === 'build') {
+    notes.push(indexSyncNote((await sql<{ v: number }>`SELECT current_setting('server_version_num')::int AS v`.execute(ctx.tx)).rows[0].v));
+  }
   return {
     online: true,
     stage,
