@@ -172,11 +172,14 @@ export function projectionSteps(models: readonly ProjectionModel[], options: Pro
           return { message: maintainedMessage(model.name), projection: model.name, maintainedByOldVersion: true, events: 0 };
         }
         const bound = await endPoint.get(ctx.database);
-        const ensured = tables.ensure(ctx.database);
+        // Said as soon as it is known, before anything of the projection is written.
+        const ensured = tables.ensure(ctx.database).then((e) => {
+          if (e.rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
+          return e;
+        });
         if (bound.heldByQueue) ctx.log(`end point ${bound.position} held back by the online move's capture queue; the pass after the cut-over takes what follows`);
         else if (bound.openTransactions > 0) ctx.log(`end point ${bound.position} held back by ${bound.openTransactions} open transaction(s); later events are left for the application`);
         const r = await prefillProjection(ctx.database, model, { endPoint: bound.position, concurrency: ctx.options.concurrency, batchSize: options.batchSize, tables: ensured }, ctx);
-        if ((await ensured).rebuilt.includes(model.name)) ctx.log(`${model.name} lacked some of its tables: it is prefilled again from the start`);
         const message = r.atHead
           ? `${model.name} already at the head (end point ${r.endPoint})`
           : `${model.name}: ${r.events} events from ${r.instances} instance(s) in ${r.batches} batch(es)` +

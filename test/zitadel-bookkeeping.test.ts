@@ -23,15 +23,22 @@ beforeEach(async () => {
 
 /** Log lines of the last run. */
 let logs: string[] = [];
+/** Log lines and progress with events written (`<step id> wrote`), in order. */
+let timeline: string[] = [];
 
 async function run(initProjections = true) {
   logs = [];
+  timeline = [];
   const r = await migrate(database, {
     steps: await loadSteps({ initProjections }),
     lockWaitMs: 10_000,
     stepOptions: { concurrency: 2, exact: false },
     version: 'test',
-    onEvent: (e) => { if (e.type === 'log') logs.push(e.message); },
+    onEvent: (e) => {
+      if (e.type === 'log') logs.push(e.message);
+      if (e.type === 'step-progress' && e.progress.done > 0) timeline.push(`${e.stepId} wrote`);
+      if (e.type === 'log') timeline.push(e.message);
+    },
   });
   for (const s of r.steps) expect.soft(s.status, `${s.id}: ${JSON.stringify(s.error)}`).toMatch(/succeeded|skipped/);
   return r;
@@ -206,6 +213,11 @@ describe('ZITADEL bookkeeping written by migrate --init-projections on a legacy 
     await tdb.query(`DROP TABLE projections.users14_humans`);
     await run();
     expect(logs.filter((l) => /prefilled again/.test(l))).toEqual(['projections.users14 lacked some of its tables: it is prefilled again from the start']);
+    // Said before the projection writes anything, not after its prefill.
+    const said = timeline.indexOf('projections.users14 lacked some of its tables: it is prefilled again from the start');
+    const wrote = timeline.indexOf('projection:projections.users14 wrote');
+    expect(wrote).toBeGreaterThan(-1);
+    expect(said).toBeLessThan(wrote);
     expect(await tdb.query(`SELECT * FROM projections.users14_humans ORDER BY instance_id, user_id`)).toEqual(humans);
   });
 
