@@ -225,6 +225,20 @@ describe('online move: what it refuses and waits for', () => {
     expect(await abortMove(database, { lockWaitMs: 5000 })).toMatchObject({ status: 'aborted' });
   });
 
+  it('refuses (exit 4) after the cut-over when events_old differs from what the copy and the catch-up recorded', async () => {
+    const { t, database, total } = await legacy(300);
+    expect((await run(database, [events2StepFor('prepare')])).steps[0].status).toBe('succeeded');
+    // What the copy recorded for one instance no longer matches the rows it took from eventstore.events.
+    await t.query(`UPDATE zsetup.events2_digests SET events = events + 1 WHERE (chunk, instance_id) = (SELECT min(chunk), 'inst-b' FROM zsetup.events2_digests WHERE instance_id = 'inst-b')`);
+    const step = (await run(database)).steps[0];
+    expect(step.status).toBe('failed');
+    expect(step.error?.exitCode).toBe(EXIT.verifyMismatch);
+    expect(step.error?.message).toMatch(/the events copied to events2 differ from events_old for 1 instance\(s\): instance 'inst-b': 300 event\(s\) in events_old, 301 in events2/);
+    // The cut-over has happened: events_old is kept as it was, the step stays due at its verification.
+    const [cp] = await t.query(`SELECT checkpoint->>'stage' AS stage, to_regclass('eventstore.events_old')::text AS old, (SELECT count(*)::int FROM eventstore.events_old) AS n FROM zsetup.steps WHERE id = 'events2'`);
+    expect(cp).toEqual({ stage: 'verify', old: 'eventstore.events_old', n: total });
+  });
+
   it('retries the cut-over while another session holds eventstore.events, never cancelling it', async () => {
     const { t, database } = await legacy(300);
     expect((await run(database, [events2StepFor('prepare')])).steps[0].status).toBe('succeeded');

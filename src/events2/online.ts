@@ -1,19 +1,17 @@
 import { sql } from 'kysely';
-import type { Database } from '../db/connection.js';
 import { isDatabaseError, StepFailedError, VerifyMismatchError } from '../errors.js';
 import type { RunContext, StepSummary } from '../step.js';
 import { buildEvents2 } from './build.js';
-import { blocksOf } from './catalog.js';
 import { backlog, captureTablesDdl, captureTriggersDdl, checkLegacyKey, dropCaptureTables } from './capture.js';
 import { CatchUpMeter, catchUp } from './catch-up.js';
 import { copyChunks, createChunks, finishCopy, ONLINE_SOURCE } from './copy.js';
 import { CUT_OVER_LOCK_TIMEOUT_MS, cutOver, DRAIN_TARGET, type CutOverRecord } from './cut-over.js';
 import { checkColumns, checkPrivileges, countAndValidate } from './preflight.js';
 import type { Events2Checkpoint } from './situation.js';
-import { blockRange, createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE, MAPPED_COLUMNS, OLD_TABLE, rowHash } from './sql.js';
+import { createEvents2Table, DIGESTS_TABLE, EVENTS2_TABLE, LEGACY_TABLE } from './sql.js';
 import { CopyThrottle, DEFAULT_THROTTLE, dropProbeTable, probeTableDdl, type ThrottleReport } from './throttle.js';
 import { phaseTimer } from './timing.js';
-import { describeMismatches, verifyWithDigests, type InstanceMismatch } from './verify.js';
+import { compareDigests, describeMismatches, recordedDigests, sideDigests, verifyWithDigests } from './verify.js';
 
 /** How the online move ends: with the cut-over, or (`--prepare`) caught up with the capture left on. */
 export type OnlineEnd = 'cut-over' | 'prepare';
@@ -181,29 +179,6 @@ async function verifyCopy(ctx: RunContext<Events2Checkpoint>): Promise<void> {
   ctx.progress({ phase: 'verify', done: 1, total: 1, unit: 'checks' });
 }
 
-/** Per instance: count and hash sum of the mapped rows of events_old, read in block ranges side by side. */
-async function sourceDigests(database: Database, concurrency: number): Promise<Map<string, { events: number; hash: bigint }>> {
-  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${OLD_TABLE}'::regclass`))} AS blocks`.execute(database.db);
-  const parts = database.serverVersionNum >= 140000 ? Math.max(1, Math.min(concurrency, b.rows[0].blocks)) : 1;
-  const size = Math.ceil(b.rows[0].blocks / parts);
-  const pieces = await Promise.all(Array.from({ length: parts }, (_, i) => {
-    const where = parts > 1 ? ` WHERE ${blockRange(i * size, i === parts - 1 ? null : (i + 1) * size)}` : '';
-    return database.db.transaction().setAccessMode('read only').execute(async (tx) => {
-      await sql`SET LOCAL statement_timeout = 0`.execute(tx);
-      const r = await sql.raw<{ instance_id: string; events: string; hash: string }>(`
-        SELECT instance_id, count(*)::bigint AS events, coalesce(sum(${rowHash('e', database.serverVersionNum)}), 0)::text AS hash
-        FROM (SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE}${where}) e GROUP BY instance_id`).execute(tx);
-      return r.rows;
-    });
-  }));
-  const sums = new Map<string, { events: number; hash: bigint }>();
-  for (const row of pieces.flat()) {
-    const s = sums.get(row.instance_id) ?? { events: 0, hash: 0n };
-    sums.set(row.instance_id, { events: s.events + Number(row.events), hash: s.hash + BigInt(row.hash) });
-  }
-  return sums;
-}
-
 /**
  * After the cut-over events_old no longer changes: its mapped rows, per instance, must equal what the
  * bulk copy and the catch-up recorded, count and hash. That proves every event was copied exactly
@@ -212,29 +187,17 @@ async function sourceDigests(database: Database, concurrency: number): Promise<M
 async function verifySource(ctx: RunContext<Events2Checkpoint>): Promise<{ events: number; instances: number }> {
   ctx.throwIfStopped();
   ctx.progress({ phase: 'verify events_old', done: 0, total: 1, unit: 'checks' });
-  const [old, recorded] = await Promise.all([
-    sourceDigests(ctx.database, ctx.options.concurrency),
-    sql<{ instance_id: string; events: string; hash: string }>`
-      SELECT instance_id, sum(events)::bigint AS events, sum(hash)::text AS hash FROM zsetup.events2_digests GROUP BY instance_id`.execute(ctx.db),
-  ]);
-  const copied = new Map(recorded.rows.map((r) => [r.instance_id, { events: Number(r.events), hash: BigInt(r.hash) }]));
-  const mismatches: InstanceMismatch[] = [];
-  let events = 0;
-  for (const id of [...new Set([...old.keys(), ...copied.keys()])].sort()) {
-    const a = old.get(id);
-    const b = copied.get(id);
-    events += a?.events ?? 0;
-    if (a && b && a.events === b.events && a.hash === b.hash) continue;
-    mismatches.push({ instanceId: id, oldEvents: a?.events ?? 0, events2Events: b?.events ?? 0, hashesEqual: a?.hash === b?.hash });
-  }
-  if (mismatches.length) {
+  const started = Date.now();
+  const [old, recorded] = await Promise.all([sideDigests(ctx.database, 'old', ctx.options.concurrency), recordedDigests(ctx.database)]);
+  const result = compareDigests(old, recorded, started);
+  if (result.status === 'mismatch') {
     throw new VerifyMismatchError(
-      `the events copied to events2 differ from events_old for ${mismatches.length} instance(s): ${describeMismatches(mismatches)}`,
+      `the events copied to events2 differ from events_old for ${result.mismatches.length} instance(s): ${describeMismatches(result.mismatches)}`,
       'run `zsetup verify` for the events concerned; events_old is kept unchanged as the rollback path',
     );
   }
   ctx.progress({ phase: 'verify events_old', done: 1, total: 1, unit: 'checks' });
-  return { events, instances: old.size };
+  return { events: result.events, instances: result.instances };
 }
 
 async function prepared(ctx: RunContext<Events2Checkpoint>, meter: CatchUpMeter, timings: Record<string, number>, throttled: ThrottleReport | undefined): Promise<StepSummary> {

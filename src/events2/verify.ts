@@ -34,10 +34,30 @@ export type VerifyResult =
  * hash of every row (see {@link rowHash}), over the mapped rows of events_old or the rows of events2,
  * optionally of one block range only.
  */
-function digestSql(side: 'old' | 'events2', serverVersionNum: number, blocks?: { from: number; to: number | null }): string {
-  const where = blocks ? ` WHERE ${blockRange(blocks.from, blocks.to)}` : '';
+function digestSql(side: 'old' | 'events2', serverVersionNum: number, where = ''): string {
   const from = side === 'old' ? `(SELECT ${MAPPED_COLUMNS} FROM ${OLD_TABLE}${where}) e` : `${EVENTS2_TABLE} e${where}`;
   return `SELECT instance_id, count(*)::bigint AS events, coalesce(sum(${rowHash('e', serverVersionNum)}), 0)::text AS hash FROM ${from} GROUP BY instance_id`;
+}
+
+/**
+ * WHERE clauses that split `table` into up to `concurrency` block ranges, to be read side by side; one
+ * empty clause (the whole table) before PostgreSQL 14, where a ctid range is a full scan per range.
+ */
+export async function blockRangeFilters(database: Database, table: string, concurrency: number): Promise<string[]> {
+  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${table}'::regclass`))} AS blocks`.execute(database.db);
+  const blocks = b.rows[0].blocks;
+  const parts = database.serverVersionNum >= 140000 ? Math.max(1, Math.min(concurrency, blocks)) : 1;
+  if (parts === 1) return [''];
+  const size = Math.ceil(blocks / parts);
+  return Array.from({ length: parts }, (_, i) => ` WHERE ${blockRange(i * size, i === parts - 1 ? null : (i + 1) * size)}`);
+}
+
+/** Why there is nothing to compare (events_old or events2 does not exist), or null when both do. */
+async function absentTables(database: Database): Promise<string | null> {
+  const t = await eventTables(database.db);
+  if (t.old && t.events2) return null;
+  const missing = [!t.old && 'eventstore.events_old', !t.events2 && 'eventstore.events2'].filter(Boolean).join(' and ');
+  return `${missing} ${missing.includes(' and ') ? 'do' : 'does'} not exist`;
 }
 
 /**
@@ -45,11 +65,8 @@ function digestSql(side: 'old' | 'events2', serverVersionNum: number, blocks?: {
  * events2. Both sides are read at once on two connections (each may use parallel workers). Read-only.
  */
 export async function verifyEvents2(database: Database): Promise<VerifyResult> {
-  const t = await eventTables(database.db);
-  if (!t.old || !t.events2) {
-    const missing = [!t.old && 'eventstore.events_old', !t.events2 && 'eventstore.events2'].filter(Boolean).join(' and ');
-    return { status: 'nothing-to-verify', reason: `${missing} ${missing.includes(' and ') ? 'do' : 'does'} not exist` };
-  }
+  const absent = await absentTables(database);
+  if (absent) return { status: 'nothing-to-verify', reason: absent };
   const started = Date.now();
   const version = database.serverVersionNum;
   const [old, events2] = await Promise.all([digest(database, digestSql('old', version)), digest(database, digestSql('events2', version))]);
@@ -67,25 +84,31 @@ export async function verifyWithDigests(database: Database, concurrency: number)
     SELECT to_regclass(${DIGESTS_TABLE}) IS NOT NULL AS digests, to_regclass(${EVENTS2_TABLE}) IS NOT NULL AS events2`.execute(database.db);
   if (!t.rows[0].digests || !t.rows[0].events2) return null;
   const started = Date.now();
-  const version = database.serverVersionNum;
-  const old = await digest(database, `SELECT instance_id, sum(events)::bigint AS events, sum(hash)::text AS hash FROM ${DIGESTS_TABLE} GROUP BY instance_id`);
-  const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${EVENTS2_TABLE}'::regclass`))} AS blocks`.execute(database.db);
-  // Before PostgreSQL 14 a ctid range is a full scan per range: read the table once instead.
-  const parts = version >= 140000 ? Math.max(1, Math.min(concurrency, b.rows[0].blocks)) : 1;
-  const size = Math.ceil(b.rows[0].blocks / parts);
-  const ranges = Array.from({ length: parts }, (_, i) => ({ from: i * size, to: i === parts - 1 ? null : (i + 1) * size }));
-  const pieces = await Promise.all(ranges.map((r) => digest(database, digestSql('events2', version, parts > 1 ? r : undefined))));
-  const events2 = new Map<string, InstanceDigest>();
-  for (const piece of pieces) {
-    for (const [id, d] of piece) {
-      const sum = events2.get(id);
-      events2.set(id, sum ? { events: sum.events + d.events, hash: (BigInt(sum.hash) + BigInt(d.hash)).toString() } : d);
-    }
-  }
-  return compareDigests(old, events2, started);
+  const [recorded, events2] = await Promise.all([recordedDigests(database), sideDigests(database, 'events2', concurrency)]);
+  return compareDigests(recorded, events2, started);
 }
 
-function compareDigests(old: Map<string, InstanceDigest>, events2: Map<string, InstanceDigest>, started: number): VerifyResult {
+/** Per instance: what the copy and the catch-up recorded in the digest table as they wrote events2. */
+export function recordedDigests(database: Database): Promise<Map<string, InstanceDigest>> {
+  return digest(database, `SELECT instance_id, sum(events)::bigint AS events, sum(hash)::text AS hash FROM ${DIGESTS_TABLE} GROUP BY instance_id`);
+}
+
+/** Per instance: count and hash sum of the mapped rows of events_old or of events2, read in block ranges side by side. */
+export async function sideDigests(database: Database, side: 'old' | 'events2', concurrency: number): Promise<Map<string, InstanceDigest>> {
+  const ranges = await blockRangeFilters(database, side === 'old' ? OLD_TABLE : EVENTS2_TABLE, concurrency);
+  const pieces = await Promise.all(ranges.map((where) => digest(database, digestSql(side, database.serverVersionNum, where))));
+  const sums = new Map<string, InstanceDigest>();
+  for (const piece of pieces) {
+    for (const [id, d] of piece) {
+      const sum = sums.get(id);
+      sums.set(id, sum ? { events: sum.events + d.events, hash: (BigInt(sum.hash) + BigInt(d.hash)).toString() } : d);
+    }
+  }
+  return sums;
+}
+
+/** Per instance, `old` (counted first) against `events2`: equal, or the instances that differ. */
+export function compareDigests(old: Map<string, InstanceDigest>, events2: Map<string, InstanceDigest>, started: number): Exclude<VerifyResult, { status: 'nothing-to-verify' }> {
   const mismatches: InstanceMismatch[] = [];
   for (const id of [...new Set([...old.keys(), ...events2.keys()])].sort()) {
     const a = old.get(id);
@@ -191,11 +214,8 @@ function movedSql(): string {
  * appended after the move (milestones-v2, the application) and are counted, not compared. Read-only.
  */
 export async function verifyMovedEvents(database: Database): Promise<MovedVerifyResult> {
-  const t = await eventTables(database.db);
-  if (!t.old || !t.events2) {
-    const missing = [!t.old && 'eventstore.events_old', !t.events2 && 'eventstore.events2'].filter(Boolean).join(' and ');
-    return { status: 'nothing-to-verify', reason: `${missing} ${missing.includes(' and ') ? 'do' : 'does'} not exist` };
-  }
+  const absent = await absentTables(database);
+  if (absent) return { status: 'nothing-to-verify', reason: absent };
   const started = Date.now();
   const [moved, events2] = await Promise.all([
     readOnly(database, movedSql()),
