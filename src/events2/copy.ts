@@ -15,12 +15,17 @@ export interface CopySource {
    * applied from the queue later, never both and never neither, in whatever order writers commit.
    */
   readonly excludeCaptured: boolean;
+  /**
+   * Read each chunk's rows back right after its commit when the server logs hint bits (see
+   * {@link hintsNeedPageImages}): the online move, whose old version commits while the indexes are built.
+   */
+  readonly readBack: boolean;
 }
 
 /** The offline move copies the renamed, frozen table. */
-export const OFFLINE_SOURCE: CopySource = { table: OLD_TABLE, excludeCaptured: false };
+export const OFFLINE_SOURCE: CopySource = { table: OLD_TABLE, excludeCaptured: false, readBack: false };
 /** The online move copies the live legacy table, minus what the capture queued. */
-export const ONLINE_SOURCE: CopySource = { table: LEGACY_TABLE, excludeCaptured: true };
+export const ONLINE_SOURCE: CopySource = { table: LEGACY_TABLE, excludeCaptured: true, readBack: true };
 
 /** How the cut-off starts from the current state. */
 export interface CutOffOptions {
@@ -116,6 +121,7 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
   const r = await sql<{ chunk: number; first_block: number; end_block: number | null; events: number | null; copied_at: Date | null }>`
     SELECT chunk, first_block, end_block, events, copied_at FROM zsetup.events2_chunks ORDER BY chunk`.execute(ctx.db);
   const queue: Chunk[] = r.rows.filter((c) => !c.copied_at).map((c) => ({ chunk: c.chunk, firstBlock: c.first_block, endBlock: c.end_block }));
+  const readBack = source.readBack && (await hintsNeedPageImages(ctx));
   let done = r.rows.reduce((n, c) => n + (c.events ?? 0), 0);
   if (done > 0) ctx.log(`resuming the copy: ${r.rows.length - queue.length} of ${r.rows.length} chunks already copied`);
   ctx.progress({ phase: 'copy', done, total, unit: 'events' });
@@ -130,7 +136,7 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
         const next = queue.shift()!;
         const started = Date.now();
         // Not `done += await …`: that reads `done` before the await and loses the other workers' chunks.
-        const copied = await copyChunk(ctx, next, source);
+        const copied = await copyChunk(ctx, next, source, readBack);
         throttle?.chunkDone(index, Date.now() - started);
         done += copied;
         ctx.progress({ phase: 'copy', done, total, unit: 'events', note: throttle?.note() });
@@ -150,7 +156,7 @@ export async function copyChunks(ctx: RunContext<Events2Checkpoint>, total: numb
  * One statement per chunk: the chunk's mapped rows are read once into `src`, inserted into events2,
  * and summed per instance (count and row hash) into the digest table.
  */
-function copyStatement(chunk: Chunk, serverVersionNum: number, source: CopySource): string {
+function copyStatement(chunk: Chunk, serverVersionNum: number, source: CopySource, span: boolean): string {
   const captured = source.excludeCaptured
     ? ` AND NOT EXISTS (SELECT 1 FROM ${LOG_TABLE} l WHERE l.instance_id = e.instance_id AND l.event_sequence = e.event_sequence)`
     : '';
@@ -158,32 +164,56 @@ function copyStatement(chunk: Chunk, serverVersionNum: number, source: CopySourc
   // costs less than a materialised copy of the rows (measured on 1M rows, BENCHMARKS.md). Both reads
   // are in one statement, so they see one snapshot: the digests sum exactly the rows inserted.
   const rows = `SELECT ${MAPPED_COLUMNS} FROM ${source.table} e WHERE ${blockRange(chunk.firstBlock, chunk.endBlock)}${captured}`;
-  return `
-    WITH copied AS (
-      INSERT INTO ${EVENTS2_TABLE} ${rows}
-    )
+  const digests = `
     INSERT INTO ${DIGESTS_TABLE} (chunk, instance_id, events, hash)
     SELECT ${chunk.chunk}, instance_id, count(*), sum(${rowHash('src', serverVersionNum)})
     FROM (${rows}) src GROUP BY instance_id`;
+  if (!span) return `WITH copied AS (INSERT INTO ${EVENTS2_TABLE} ${rows}) ${digests}`;
+  // Also the first and the last row written: the span of events2 the chunk filled.
+  return `
+    WITH copied AS (INSERT INTO ${EVENTS2_TABLE} ${rows} RETURNING ctid), digested AS (${digests})
+    SELECT min(ctid)::text AS first, max(ctid)::text AS last FROM copied`;
 }
 
-async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk, source: CopySource): Promise<number> {
-  return ctx.transaction(async (tx) => {
+/**
+ * Whether setting a hint bit writes a full page image to the WAL (data checksums or wal_log_hints on,
+ * the default of initdb from PostgreSQL 18). Then the first reader of a page written before the last
+ * checkpoint logs the whole page: the first index build after the copy would log most of events2 again
+ * (`--prepare` at 2M events, PostgreSQL 18, max_wal_size 1GB: 1,844 MB of WAL, 1,209 MB with the read-back),
+ * and the old version's commits queue behind that flood. So each chunk commits synchronously and reads
+ * its rows back at once, while their pages are newer than any checkpoint: the hints cost no page image.
+ * Needs the min/max of tid and TID range scans (PostgreSQL 14).
+ */
+async function hintsNeedPageImages(ctx: RunContext<Events2Checkpoint>): Promise<boolean> {
+  if (ctx.database.serverVersionNum < 140000) return false;
+  const r = await sql<{ logged: boolean }>`
+    SELECT current_setting('data_checksums') = 'on' OR current_setting('wal_log_hints') = 'on' AS logged`.execute(ctx.db);
+  return r.rows[0].logged;
+}
+
+async function copyChunk(ctx: RunContext<Events2Checkpoint>, chunk: Chunk, source: CopySource, readBack: boolean): Promise<number> {
+  const { events, span } = await ctx.transaction(async (tx) => {
     await sql`SET LOCAL statement_timeout = 0`.execute(tx);
     // Durability can wait: the chunk's rows, its digests and its mark are one transaction, so a commit
     // lost in a server crash loses all three together and the rerun copies that chunk again. Nothing
     // outside the database acts on a chunk being done (progress output is only informational), and
     // finishCopy commits synchronously, so the checkpoint `build` is never ahead of the chunks.
-    await sql`SET LOCAL synchronous_commit = off`.execute(tx);
-    await sql.raw(copyStatement(chunk, ctx.database.serverVersionNum, source)).execute(tx);
+    // Not when the rows are read back: a row's hint bits can be set only once its commit is on disk.
+    if (!readBack) await sql`SET LOCAL synchronous_commit = off`.execute(tx);
+    const copied = await sql.raw<{ first: string | null; last: string | null }>(copyStatement(chunk, ctx.database.serverVersionNum, source, readBack)).execute(tx);
     const marked = await sql<{ events: number }>`
       UPDATE zsetup.events2_chunks
       SET events = (SELECT coalesce(sum(events), 0) FROM zsetup.events2_digests WHERE chunk = ${chunk.chunk}), copied_at = clock_timestamp()
       WHERE chunk = ${chunk.chunk} AND copied_at IS NULL
       RETURNING events`.execute(tx);
     if (marked.rows.length !== 1) throw new Error(`chunk ${chunk.chunk} was copied by someone else; rolled back`);
-    return Number(marked.rows[0].events);
+    return { events: Number(marked.rows[0].events), span: copied.rows[0] };
   });
+  // Reads only; a crash before it leaves the hints to the index build, as without it.
+  if (span?.first && span.last) {
+    await sql`SELECT count(*) FROM ${sql.raw(EVENTS2_TABLE)} WHERE ctid >= ${span.first}::tid AND ctid <= ${span.last}::tid`.execute(ctx.db);
+  }
+  return events;
 }
 
 /** Ends the copy: every chunk must be marked; the chunk list goes, the checkpoint moves to `build`. */
