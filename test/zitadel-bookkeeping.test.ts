@@ -35,9 +35,10 @@ async function run(initProjections = true) {
     stepOptions: { concurrency: 2, exact: false },
     version: 'test',
     onEvent: (e) => {
-      if (e.type === 'log') logs.push(e.message);
-      if (e.type === 'step-progress' && e.progress.done > 0) timeline.push(`${e.stepId} wrote`);
-      if (e.type === 'log') timeline.push(e.message);
+      if (e.type === 'log') {
+        logs.push(e.message);
+        timeline.push(e.message);
+      } else if (e.type === 'step-progress' && e.progress.done > 0) timeline.push(`${e.stepId} wrote`);
     },
   });
   for (const s of r.steps) expect.soft(s.status, `${s.id}: ${JSON.stringify(s.error)}`).toMatch(/succeeded|skipped/);

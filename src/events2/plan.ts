@@ -5,7 +5,7 @@ import { CUT_OVER_LOCK_TIMEOUT_MS, DRAIN_TARGET } from './cut-over.js';
 import type { MoveRequest } from './run.js';
 import { describeSituation, detectSituation, type Events2Checkpoint, type Situation } from './situation.js';
 import { LEGACY_TABLE, LOG_TABLE, MAPPED_ROW, OLD_TABLE } from './sql.js';
-import { strategyFor } from './strategy.js';
+import { chooseStrategy, readServerResources } from './strategy.js';
 
 /**
  * Measured on the benchmark machine: a whole move (copy, four index builds, ANALYZE, verify) takes
@@ -41,8 +41,9 @@ export async function planEvents2(ctx: PlanContext, request: MoveRequest = 'onli
   ];
   if (!count.exact) notes.push('event count is PostgreSQL\'s estimate; --exact counts them');
   // Sized by the source; the build sizes the memory by events2's main fork, which is about as large.
-  const strategy = await strategyFor(ctx.tx, source, ctx.options.concurrency);
-  const onlineDetails = online ? await planOnline(ctx, situation, sample, notes) : {};
+  const server = await readServerResources(ctx.tx, source);
+  const strategy = chooseStrategy(server, ctx.options.concurrency);
+  const onlineDetails = online ? await planOnline(ctx, situation, sample, notes, server.serverVersionNum) : {};
   return {
     action,
     willChange: true,
@@ -133,7 +134,7 @@ const DRAIN_TO_SAMPLE_ROW = 20;
  * one second), what waits in the capture queue, and the expected downtime: the wait for the lock
  * (at most its timeout) plus draining at most {@link DRAIN_TARGET} events by primary key under it.
  */
-async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample, notes: string[]): Promise<Record<string, unknown>> {
+async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample, notes: string[], serverVersionNum: number): Promise<Record<string, unknown>> {
   const inserts = async () => {
     await sql`SELECT pg_stat_clear_snapshot()`.execute(ctx.tx);
     const r = await sql<{ n: string | null }>`SELECT n_tup_ins::text AS n FROM pg_stat_user_tables WHERE relid = to_regclass(${LEGACY_TABLE})`.execute(ctx.tx);
@@ -154,9 +155,7 @@ async function planOnline(ctx: PlanContext, situation: Situation, sample: Sample
     ? 0
     : CUT_OVER_LOCK_TIMEOUT_MS + Math.min(DRAIN_TARGET, Math.max(1, writeRate ?? 0)) * perRowMs * DRAIN_TO_SAMPLE_ROW;
   notes.push(`online: the old version keeps writing until the cut-over; writers are blocked only during it (expected ${(downtimeMs / 1000).toFixed(2)} s per attempt), then fail with 42P01 until the new version runs`);
-  if (stage === 'capture' || stage === 'copy' || stage === 'build') {
-    notes.push(indexSyncNote((await sql<{ v: number }>`SELECT current_setting('server_version_num')::int AS v`.execute(ctx.tx)).rows[0].v));
-  }
+  if (stage === 'capture' || stage === 'copy' || stage === 'build') notes.push(indexSyncNote(serverVersionNum));
   return {
     online: true,
     stage,

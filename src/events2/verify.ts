@@ -43,7 +43,7 @@ function digestSql(side: 'old' | 'events2', serverVersionNum: number, where = ''
  * WHERE clauses that split `table` into up to `concurrency` block ranges, to be read side by side; one
  * empty clause (the whole table) before PostgreSQL 14, where a ctid range is a full scan per range.
  */
-export async function blockRangeFilters(database: Database, table: string, concurrency: number): Promise<string[]> {
+async function blockRangeFilters(database: Database, table: string, concurrency: number): Promise<string[]> {
   const b = await sql<{ blocks: number }>`SELECT ${sql.raw(blocksOf(`'${table}'::regclass`))} AS blocks`.execute(database.db);
   const blocks = b.rows[0].blocks;
   const parts = database.serverVersionNum >= 140000 ? Math.max(1, Math.min(concurrency, blocks)) : 1;
